@@ -1,0 +1,256 @@
+"""Payloads of protocol v1: message kinds, encode/decode and validation.
+
+Runs on MicroPython and CPython alike. A payload is one compact JSON object. Every message a device
+sends carries the key (device, boot, seq): `boot` changes at every boot and `seq` counts up within a
+boot, so the key names one message for ever and is what the gateway and cloud de-duplicate on.
+"""
+
+import json
+
+from protocol import topics
+
+PROTOCOL_VERSION = 1
+MAX_PAYLOAD = 4096
+
+# Message kinds. `birth` and `will` share the retained status topic.
+BIRTH = "birth"
+WILL = "will"
+HEALTH = topics.HEALTH
+TELEMETRY = topics.TELEMETRY
+ATTENDANCE = topics.ATTENDANCE
+ALARM = topics.ALARM
+ACK = topics.ACK
+COMMAND = topics.COMMAND
+CONFIG = topics.CONFIG
+EVENT_ACK = topics.EVENT_ACK
+
+# Events are QoS 1, kept by the device until the gateway's end-to-end ack, never dropped.
+EVENT_KINDS = (ATTENDANCE, ALARM, ACK)
+# Samples are QoS 0 and may be down-sampled under pressure.
+SAMPLE_KINDS = (HEALTH, TELEMETRY)
+STATE_KINDS = (BIRTH, WILL)
+UP_KINDS = STATE_KINDS + SAMPLE_KINDS + EVENT_KINDS
+DOWN_KINDS = (COMMAND, CONFIG, EVENT_ACK)
+
+ROLES = ("sensor", "attendance", "blackboard")
+ALARM_STATES = ("raise", "clear")
+ACK_RESULTS = ("ok", "error", "expired", "rejected")
+
+# Reasons a message is refused; the gateway counts rejections by these names.
+BAD_JSON = "bad_json"
+BAD_TOPIC = "bad_topic"
+TOO_LARGE = "too_large"
+BAD_VERSION = "bad_version"
+UNKNOWN_KIND = "unknown_kind"
+MISSING_FIELD = "missing_field"
+BAD_FIELD = "bad_field"
+DEVICE_MISMATCH = "device_mismatch"
+KIND_MISMATCH = "kind_mismatch"
+REASONS = (
+    BAD_JSON, BAD_TOPIC, TOO_LARGE, BAD_VERSION, UNKNOWN_KIND,
+    MISSING_FIELD, BAD_FIELD, DEVICE_MISMATCH, KIND_MISMATCH,
+)
+
+# Field types: 's' string, 'i' integer, 'n' number, 'b' boolean, 'd' object, 'l' array.
+# Each entry: (field, type, required).
+_ENVELOPE = (("device", "s", True), ("boot", "s", True), ("seq", "i", True), ("ts", "n", True))
+_SCHEMAS = {
+    BIRTH: _ENVELOPE + (
+        ("role", "s", True), ("fw", "s", True), ("app", "s", True), ("reset", "s", True),
+        ("health_s", "i", True), ("clock_ok", "b", False), ("config_version", "i", False),
+    ),
+    WILL: (("device", "s", True), ("boot", "s", True)),
+    HEALTH: _ENVELOPE + (
+        ("uptime_s", "i", True), ("heap_free", "i", True), ("heap_max_block", "i", True),
+        ("rssi", "i", False), ("errors", "d", True), ("buffered", "i", True),
+        ("clock_ok", "b", False),
+    ),
+    TELEMETRY: _ENVELOPE + (("readings", "d", True), ("faults", "d", False)),
+    ATTENDANCE: _ENVELOPE + (("card", "s", True), ("hist", "b", False), ("clock_ok", "b", False)),
+    ALARM: _ENVELOPE + (
+        ("code", "s", True), ("state", "s", True), ("detail", "s", False), ("hist", "b", False),
+    ),
+    ACK: _ENVELOPE + (
+        ("cid", "s", True), ("result", "s", True), ("detail", "s", False), ("hist", "b", False),
+    ),
+    COMMAND: (("cid", "s", True), ("name", "s", True), ("args", "d", False), ("exp", "n", True)),
+    CONFIG: (("version", "i", True), ("values", "d", True)),
+    EVENT_ACK: (("keys", "l", True),),
+}
+
+_HEX = "0123456789abcdef"
+
+
+class ProtocolError(ValueError):
+    """A payload that breaks protocol v1; `reason` is one of REASONS."""
+
+    def __init__(self, reason, detail):
+        super().__init__(reason + ": " + detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def is_boot_id(value):
+    """True for 8 lowercase hex digits."""
+    if not isinstance(value, str) or len(value) != 8:
+        return False
+    for ch in value:
+        if ch not in _HEX:
+            return False
+    return True
+
+
+def is_card_uid(value):
+    """True for a card UID as a reader gives it: 4, 7 or 10 bytes in lowercase hex."""
+    if not isinstance(value, str) or len(value) not in (8, 14, 20):
+        return False
+    for ch in value:
+        if ch not in _HEX:
+            return False
+    return True
+
+
+def _type_ok(value, code):
+    if code == "s":
+        return isinstance(value, str)
+    if code == "b":
+        return isinstance(value, bool)
+    if code == "i":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if code == "n":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if code == "d":
+        return isinstance(value, dict)
+    return isinstance(value, list)
+
+
+def _check_values(kind, msg):
+    if "device" in msg and not topics.is_device_id(msg["device"]):
+        raise ProtocolError(BAD_FIELD, "device is not esp32-<12 hex>")
+    if "boot" in msg and not is_boot_id(msg["boot"]):
+        raise ProtocolError(BAD_FIELD, "boot is not 8 hex digits")
+    if "seq" in msg and msg["seq"] < 0:
+        raise ProtocolError(BAD_FIELD, "seq is negative")
+    if "ts" in msg and msg["ts"] < 0:
+        raise ProtocolError(BAD_FIELD, "ts is negative")
+    if kind == BIRTH and msg["role"] not in ROLES:
+        raise ProtocolError(BAD_FIELD, "role must be one of " + ", ".join(ROLES))
+    elif kind == ATTENDANCE and not is_card_uid(msg["card"]):
+        raise ProtocolError(BAD_FIELD, "card is not a 4, 7 or 10 byte UID in lowercase hex")
+    elif kind == ALARM and msg["state"] not in ALARM_STATES:
+        raise ProtocolError(BAD_FIELD, "alarm state must be raise or clear")
+    elif kind == ACK and msg["result"] not in ACK_RESULTS:
+        raise ProtocolError(BAD_FIELD, "ack result must be one of " + ", ".join(ACK_RESULTS))
+    elif kind == TELEMETRY:
+        for name in msg["readings"]:
+            if not _type_ok(msg["readings"][name], "n"):
+                raise ProtocolError(BAD_FIELD, "reading %s is not a number" % name)
+    elif kind == EVENT_ACK:
+        for key in msg["keys"]:
+            if (not isinstance(key, list) or len(key) != 2 or not is_boot_id(key[0])
+                    or not _type_ok(key[1], "i")):
+                raise ProtocolError(BAD_FIELD, "eack keys must be [boot, seq] pairs")
+
+
+def validate(msg, leaf=None):
+    """Check a decoded message against its kind's schema; return it or raise ProtocolError.
+
+    `leaf` is the topic's last level, when the message came from a topic: the kind must fit it.
+    """
+    if not isinstance(msg, dict):
+        raise ProtocolError(BAD_JSON, "payload is not a JSON object")
+    if msg.get("v") != PROTOCOL_VERSION:
+        raise ProtocolError(BAD_VERSION, "v must be %d" % PROTOCOL_VERSION)
+    kind = msg.get("kind")
+    schema = _SCHEMAS.get(kind) if isinstance(kind, str) else None
+    if schema is None:
+        raise ProtocolError(UNKNOWN_KIND, "unknown kind %r" % (kind,))
+    if leaf is not None:
+        expected = topics.STATUS if kind in STATE_KINDS else kind
+        if leaf != expected:
+            raise ProtocolError(KIND_MISMATCH, "kind %s on topic leaf %s" % (kind, leaf))
+    for field, code, required in schema:
+        if field not in msg:
+            if required:
+                raise ProtocolError(MISSING_FIELD, "%s needs field %s" % (kind, field))
+        elif not _type_ok(msg[field], code):
+            raise ProtocolError(BAD_FIELD, "%s.%s has the wrong type" % (kind, field))
+    _check_values(kind, msg)
+    return msg
+
+
+def decode(payload, leaf=None):
+    """Bytes from the wire to a validated message dict; raise ProtocolError on anything wrong."""
+    if len(payload) > MAX_PAYLOAD:
+        raise ProtocolError(TOO_LARGE, "payload of %d bytes exceeds %d" % (len(payload), MAX_PAYLOAD))
+    try:
+        msg = json.loads(payload)
+    except (ValueError, UnicodeError) as exc:
+        raise ProtocolError(BAD_JSON, "payload is not JSON (%s)" % exc)
+    return validate(msg, leaf)
+
+
+def decode_uplink(topic, payload):
+    """Parse a device-to-gateway message: (school, device, msg), checked against its topic."""
+    try:
+        school, direction, device, leaf = topics.parse(topic)
+    except topics.TopicError as exc:
+        raise ProtocolError(BAD_TOPIC, str(exc))
+    if direction != topics.UP:
+        raise ProtocolError(BAD_TOPIC, "not a device-to-gateway topic")
+    msg = decode(payload, leaf)
+    if msg["device"] != device:
+        raise ProtocolError(DEVICE_MISMATCH, "payload device %s on topic of %s" % (msg["device"], device))
+    return school, device, msg
+
+
+def encode(msg):
+    """A message dict to compact JSON bytes, checked first so that nothing invalid leaves."""
+    validate(msg)
+    data = json.dumps(msg, separators=(",", ":")).encode()
+    if len(data) > MAX_PAYLOAD:
+        raise ProtocolError(TOO_LARGE, "message of %d bytes exceeds %d" % (len(data), MAX_PAYLOAD))
+    return data
+
+
+def message(kind, device, boot, seq, ts, fields):
+    """Build a device message of `kind` with the key (device, boot, seq) and its own fields."""
+    msg = {"v": PROTOCOL_VERSION, "kind": kind, "device": device, "boot": boot, "seq": seq, "ts": ts}
+    for name in fields:
+        msg[name] = fields[name]
+    return msg
+
+
+def will(device, boot):
+    """The retained last will a device leaves with the broker at connect."""
+    return {"v": PROTOCOL_VERSION, "kind": WILL, "device": device, "boot": boot}
+
+
+def command(cid, name, args, exp):
+    """A command for a device, with correlation id `cid` and expiry `exp` (epoch seconds)."""
+    return {"v": PROTOCOL_VERSION, "kind": COMMAND, "cid": cid, "name": name, "args": args, "exp": exp}
+
+
+def config(version, values):
+    """A device's desired configuration at `version`."""
+    return {"v": PROTOCOL_VERSION, "kind": CONFIG, "version": version, "values": values}
+
+
+def event_ack(keys):
+    """The gateway's end-to-end ack of committed events, keys as [boot, seq] pairs."""
+    return {"v": PROTOCOL_VERSION, "kind": EVENT_ACK, "keys": keys}
+
+
+def key(msg):
+    """The de-duplication key (device, boot, seq) of a device message."""
+    return (msg["device"], msg["boot"], msg["seq"])
+
+
+def is_event(kind):
+    """True for kinds that are never dropped and are acknowledged end to end."""
+    return kind in EVENT_KINDS
+
+
+def leaf_of(kind):
+    """Topic leaf on which messages of `kind` travel."""
+    return topics.STATUS if kind in STATE_KINDS else kind
