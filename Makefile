@@ -1,0 +1,40 @@
+# ClassOps: `make demo` runs a simulated county; `make test` runs the test suite.
+# Both set up what is missing first: system packages, the virtual environment, the Python packages.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.classops-installed
+
+.PHONY: setup demo test test-fast lint bench firmware clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml scripts/ensure-system.sh
+	bash scripts/ensure-system.sh
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "ClassOps needs Python 3.11 or newer")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/classops demo
+
+test: setup lint
+	$(BIN)/python -m pytest
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow"
+
+lint: setup
+	$(BIN)/ruff check .
+
+bench: setup
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+firmware: setup
+	$(BIN)/classops firmware build
+
+clean:
+	rm -rf $(VENV) var test-artifacts .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,7 @@
+"""`python -m gateway ...` is `classops gateway ...`."""
+
+import sys
+
+from classops_cli import main
+
+sys.exit(main(["gateway", *sys.argv[1:]]))

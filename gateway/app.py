@@ -1,0 +1,160 @@
+"""The gateway process: broker link, store writer, cloud sync and presence, one task per concern."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from gateway.broker import BrokerLink, Incoming
+from gateway.config import GatewaySettings
+from gateway.metrics import Metrics
+from gateway.privacy import card_pseudonym
+from gateway.store import Accepted, Rejected, Store
+from gateway.sync import CloudSync
+from protocol import messages, topics
+
+log = logging.getLogger(__name__)
+
+WRITE_BATCH = 500
+STORE_RETRY_S = 1.0
+EACK_KEYS_PER_MESSAGE = 100
+
+T = TypeVar("T")
+
+
+class Gateway:
+    """One school's gateway."""
+
+    def __init__(self, settings: GatewaySettings) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+        self.store = Store(settings.db_path)
+        self._queue: asyncio.Queue[Incoming] = asyncio.Queue()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.broker = BrokerLink(settings, self._from_broker_thread, self.metrics)
+        self.sync: CloudSync | None = None
+        self._stopping = asyncio.Event()
+
+    async def in_store(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a store call on the store's own thread, off the event loop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, *args)
+
+    def _from_broker_thread(self, incoming: Incoming) -> None:
+        loop = self._loop
+        if loop is not None:
+            loop.call_soon_threadsafe(self._queue.put_nowait, incoming)
+
+    def prepare(self, incoming: Incoming) -> Accepted:
+        """Validate a delivered message and make it storable; raise ProtocolError if it is bad."""
+        school, _device, msg = messages.decode_uplink(incoming.topic, incoming.payload)
+        if school != self.settings.school:
+            raise messages.ProtocolError(messages.BAD_TOPIC, f"message for school {school}")
+        if msg["kind"] == messages.ATTENDANCE:
+            msg["card"] = card_pseudonym(self.settings.school_secret, msg["card"])
+        return Accepted.from_message(msg)
+
+    async def _write_batch(self, batch: list[Incoming]) -> None:
+        accepted: list[Accepted] = []
+        rejected: list[Rejected] = []
+        for incoming in batch:
+            try:
+                accepted.append(self.prepare(incoming))
+            except messages.ProtocolError as exc:
+                self.metrics.inc("messages_rejected", label=exc.reason)
+                rejected.append(Rejected(incoming.topic, exc.reason, exc.detail, incoming.payload))
+                log.warning("rejected message on %s: %s", incoming.topic, exc)
+        attempt = 0
+        while True:
+            try:
+                result = await self.in_store(self.store.commit, accepted, rejected)
+                break
+            except Exception:
+                attempt += 1
+                self.metrics.inc("store_errors")
+                log.exception("store commit failed (attempt %d); nothing acknowledged, retrying", attempt)
+                await asyncio.sleep(STORE_RETRY_S)
+        self.metrics.inc("messages_committed", sum(result.inserted))
+        self.metrics.inc("messages_duplicate", len(result.inserted) - sum(result.inserted))
+        for incoming in batch:
+            self.broker.ack(incoming.mid, incoming.qos)
+        self._send_event_acks(accepted)
+        if self.sync is not None:
+            self.sync.wake.set()
+
+    def _send_event_acks(self, accepted: list[Accepted]) -> None:
+        by_device: dict[str, list[list[Any]]] = {}
+        for acc in accepted:
+            if messages.is_event(acc.kind):
+                by_device.setdefault(acc.device, []).append([acc.boot, acc.seq])
+        for device, keys in by_device.items():
+            topic = topics.down(self.settings.school, device, topics.EVENT_ACK)
+            for i in range(0, len(keys), EACK_KEYS_PER_MESSAGE):
+                payload = messages.encode(messages.event_ack(keys[i:i + EACK_KEYS_PER_MESSAGE]))
+                self.broker.publish(topic, payload, qos=1)
+            self.metrics.inc("event_acks_sent", len(keys))
+
+    async def _writer(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < WRITE_BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            await self._write_batch(batch)
+
+    async def _presence(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.presence_check_s)
+            gone = await self.in_store(self.store.mark_missing, self.settings.missed_health_periods)
+            for device in gone:
+                log.warning("device %s missed %d health periods: offline",
+                            device, self.settings.missed_health_periods)
+            if gone and self.sync is not None:
+                self.sync.wake.set()
+
+    async def _gauges(self) -> None:
+        while True:
+            count, age = await self.in_store(self.store.backlog)
+            self.metrics.set("backlog_records", count)
+            self.metrics.set("backlog_age_seconds", round(age, 3))
+            self.metrics.set("broker_connected", 1 if self.broker.connected.is_set() else 0)
+            await asyncio.sleep(1.0)
+
+    def request_stop(self) -> None:
+        """Ask a running gateway to stop."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Run until request_stop() or a signal."""
+        self._loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._loop.add_signal_handler(sig, self.request_stop)
+            except (NotImplementedError, RuntimeError):
+                pass
+        self.sync = CloudSync(self.settings, self.store, self.in_store, self.metrics)
+        log.info("gateway for school %s starting; store %s", self.settings.school, self.settings.db_path)
+        self.broker.start()
+        started = time.monotonic()
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                workers = [
+                    tasks.create_task(self._writer(), name="store-writer"),
+                    tasks.create_task(self.sync.run(), name="cloud-sync"),
+                    tasks.create_task(self._presence(), name="presence"),
+                    tasks.create_task(self._gauges(), name="gauges"),
+                ]
+                await self._stopping.wait()
+                for task in workers:
+                    task.cancel()
+        finally:
+            self.broker.stop()
+            await self.sync.aclose()
+            self._executor.shutdown(wait=True)
+            self.store.close()
+            log.info("gateway stopped after %.0fs", time.monotonic() - started)

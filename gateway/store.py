@@ -1,0 +1,282 @@
+"""The gateway's durable store: SQLite in WAL mode, the school's memory while the cloud is away.
+
+Every accepted device message becomes a record with a gateway sequence number (`gseq`, the row id).
+Records from devices are unique on their key (device, boot, seq), so a replay or a broker redelivery
+adds nothing. A record stays pending until the cloud confirms its gseq.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from protocol import messages
+
+PENDING, CONFIRMED, REJECTED = 0, 1, 2
+QUARANTINE_KEEP = 1000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS record (
+    gseq INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    device TEXT NOT NULL,
+    boot TEXT,
+    seq INTEGER,
+    ts REAL NOT NULL,
+    body TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    sync_state INTEGER NOT NULL DEFAULT 0,
+    synced_at REAL,
+    reject_reason TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS record_key ON record(device, boot, seq) WHERE seq IS NOT NULL;
+CREATE INDEX IF NOT EXISTS record_pending ON record(gseq) WHERE sync_state = 0;
+CREATE TABLE IF NOT EXISTS device (
+    id TEXT PRIMARY KEY,
+    role TEXT,
+    boot TEXT,
+    presence TEXT NOT NULL DEFAULT 'unknown',
+    presence_since REAL,
+    last_seen REAL,
+    health_s INTEGER,
+    last_health TEXT
+);
+CREATE TABLE IF NOT EXISTS quarantine (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    received_at REAL NOT NULL,
+    topic TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    payload BLOB NOT NULL
+);
+"""
+
+_ENVELOPE = ("v", "kind", "device", "boot", "seq", "ts")
+
+
+@dataclass
+class Accepted:
+    """A validated device message, ready to be committed."""
+
+    kind: str
+    device: str
+    boot: str
+    seq: int | None
+    ts: float
+    body: dict[str, Any]
+
+    @classmethod
+    def from_message(cls, msg: dict[str, Any]) -> Accepted:
+        """Split a validated protocol message into its key and its own fields."""
+        return cls(
+            kind=msg["kind"],
+            device=msg["device"],
+            boot=msg["boot"],
+            seq=msg.get("seq"),
+            ts=float(msg.get("ts", time.time())),
+            body={k: v for k, v in msg.items() if k not in _ENVELOPE},
+        )
+
+
+@dataclass
+class Rejected:
+    """A message that broke the protocol, kept for inspection."""
+
+    topic: str
+    reason: str
+    detail: str
+    payload: bytes
+
+
+@dataclass
+class CommitResult:
+    """What a commit did: per accepted message, whether it was new, and presence changes it made."""
+
+    inserted: list[bool] = field(default_factory=list)
+    presence_changes: list[tuple[str, str]] = field(default_factory=list)
+
+
+class Store:
+    """The gateway's SQLite store; use from one thread at a time."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # FULL: an acknowledged event must survive a power cut, not only a process kill; commits are
+        # batched, so the fsyncs stay few.
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        """Close the database."""
+        self._db.close()
+
+    def commit(self, accepted: Sequence[Accepted], rejected: Iterable[Rejected] = (),
+               now: float | None = None) -> CommitResult:
+        """Store a batch in one transaction: records, presence, and the quarantine of bad messages."""
+        now = time.time() if now is None else now
+        result = CommitResult()
+        cur = self._db.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            for acc in accepted:
+                inserted = self._apply(cur, acc, now, result)
+                result.inserted.append(inserted)
+            bad = list(rejected)
+            if bad:
+                cur.executemany(
+                    "INSERT INTO quarantine(received_at, topic, reason, detail, payload) VALUES (?,?,?,?,?)",
+                    [(now, r.topic, r.reason, r.detail, r.payload) for r in bad],
+                )
+                cur.execute(
+                    "DELETE FROM quarantine WHERE id <= (SELECT MAX(id) FROM quarantine) - ?",
+                    (QUARANTINE_KEEP,),
+                )
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        return result
+
+    def _insert(self, cur: sqlite3.Cursor, acc: Accepted, now: float) -> bool:
+        cur.execute(
+            "INSERT OR IGNORE INTO record(kind, device, boot, seq, ts, body, received_at) "
+            "VALUES (?,?,?,?,?,?,?)",
+            (acc.kind, acc.device, acc.boot, acc.seq, acc.ts, json.dumps(acc.body), now),
+        )
+        return cur.rowcount == 1
+
+    def _apply(self, cur: sqlite3.Cursor, acc: Accepted, now: float, result: CommitResult) -> bool:
+        row = cur.execute("SELECT boot, presence FROM device WHERE id = ?", (acc.device,)).fetchone()
+        if row is None:
+            cur.execute("INSERT INTO device(id, presence_since) VALUES (?, ?)", (acc.device, now))
+            boot, presence = None, "unknown"
+        else:
+            boot, presence = row
+        if acc.kind == messages.WILL:
+            # A will from an older boot, or one redelivered after we already marked the device offline,
+            # says nothing new.
+            if (boot is not None and acc.boot != boot) or presence == "offline":
+                return False
+            cur.execute(
+                "UPDATE device SET presence='offline', presence_since=? WHERE id=?", (now, acc.device)
+            )
+            result.presence_changes.append((acc.device, "offline"))
+            return self._insert(cur, acc, now)
+        inserted = self._insert(cur, acc, now)
+        if not inserted:
+            return False
+        if acc.kind == messages.BIRTH:
+            cur.execute(
+                "UPDATE device SET role=?, boot=?, presence='online', presence_since=?, last_seen=?, "
+                "health_s=? WHERE id=?",
+                (acc.body.get("role"), acc.boot, now, now, acc.body.get("health_s"), acc.device),
+            )
+            result.presence_changes.append((acc.device, "online"))
+            return True
+        if acc.kind == messages.HEALTH:
+            cur.execute(
+                "UPDATE device SET last_seen=?, last_health=? WHERE id=?",
+                (now, json.dumps(acc.body), acc.device),
+            )
+        else:
+            cur.execute("UPDATE device SET last_seen=? WHERE id=?", (now, acc.device))
+        if presence != "online" and boot == acc.boot:
+            # A device we had given up on after missed health periods is heard again.
+            self._presence_record(cur, acc.device, acc.boot, "online", "heard_again", now)
+            result.presence_changes.append((acc.device, "online"))
+        return True
+
+    def _presence_record(self, cur: sqlite3.Cursor, device: str, boot: str | None, state: str,
+                         reason: str, now: float) -> None:
+        cur.execute(
+            "UPDATE device SET presence=?, presence_since=? WHERE id=?", (state, now, device)
+        )
+        cur.execute(
+            "INSERT INTO record(kind, device, boot, seq, ts, body, received_at) "
+            "VALUES ('presence', ?, ?, NULL, ?, ?, ?)",
+            (device, boot, now, json.dumps({"state": state, "reason": reason}), now),
+        )
+
+    def mark_missing(self, missed_periods: int, now: float | None = None) -> list[str]:
+        """Mark offline every online device silent for `missed_periods` health periods; return them."""
+        now = time.time() if now is None else now
+        cur = self._db.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            rows = cur.execute(
+                "SELECT id, boot FROM device WHERE presence='online' AND health_s IS NOT NULL "
+                "AND last_seen < ? - health_s * ?",
+                (now, missed_periods),
+            ).fetchall()
+            for device, boot in rows:
+                self._presence_record(cur, device, boot, "offline", "missed_health", now)
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        return [r[0] for r in rows]
+
+    def pending(self, limit: int) -> list[dict[str, Any]]:
+        """The oldest records not yet confirmed by the cloud, as sync records."""
+        rows = self._db.execute(
+            "SELECT gseq, kind, device, boot, seq, ts, body FROM record WHERE sync_state = 0 "
+            "ORDER BY gseq LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [
+            {"gseq": g, "kind": k, "device": d, "boot": b, "seq": s, "ts": t, "body": json.loads(body)}
+            for g, k, d, b, s, t, body in rows
+        ]
+
+    def mark_synced(self, confirmed: Iterable[int], rejected: Iterable[tuple[int, str]],
+                    now: float | None = None) -> None:
+        """Record the cloud's answer: confirmed gseqs and rejected (gseq, reason) pairs."""
+        now = time.time() if now is None else now
+        cur = self._db.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            cur.executemany(
+                "UPDATE record SET sync_state=1, synced_at=? WHERE gseq=? AND sync_state=0",
+                [(now, g) for g in confirmed],
+            )
+            cur.executemany(
+                "UPDATE record SET sync_state=2, synced_at=?, reject_reason=? WHERE gseq=? AND sync_state=0",
+                [(now, reason, g) for g, reason in rejected],
+            )
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+
+    def backlog(self) -> tuple[int, float]:
+        """(number of records waiting for the cloud, age in seconds of the oldest)."""
+        count, oldest = self._db.execute(
+            "SELECT COUNT(*), MIN(received_at) FROM record WHERE sync_state = 0"
+        ).fetchone()
+        return int(count), (time.time() - oldest) if oldest is not None else 0.0
+
+    def devices(self) -> list[dict[str, Any]]:
+        """Every device the gateway has heard of, with its presence."""
+        rows = self._db.execute(
+            "SELECT id, role, boot, presence, presence_since, last_seen FROM device ORDER BY id"
+        ).fetchall()
+        keys = ("id", "role", "boot", "presence", "presence_since", "last_seen")
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    def quarantine(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The most recent rejected messages, newest first."""
+        rows = self._db.execute(
+            "SELECT received_at, topic, reason, detail, payload FROM quarantine ORDER BY id DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        keys = ("received_at", "topic", "reason", "detail", "payload")
+        return [dict(zip(keys, r, strict=True)) for r in rows]
