@@ -79,6 +79,7 @@ _SCHEMAS = {
 }
 
 _HEX = "0123456789abcdef"
+_INF = float("inf")
 
 
 class ProtocolError(ValueError):
@@ -118,7 +119,12 @@ def _type_ok(value, code):
     if code == "i":
         return isinstance(value, int) and not isinstance(value, bool)
     if code == "n":
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+        if isinstance(value, bool):
+            return False
+        if isinstance(value, int):
+            return True
+        # NaN is not equal to itself; neither NaN nor the infinities are JSON.
+        return isinstance(value, float) and value == value and value not in (_INF, -_INF)
     if code == "d":
         return isinstance(value, dict)
     return isinstance(value, list)
@@ -159,7 +165,8 @@ def validate(msg, leaf=None):
     """
     if not isinstance(msg, dict):
         raise ProtocolError(BAD_JSON, "payload is not a JSON object")
-    if msg.get("v") != PROTOCOL_VERSION:
+    version = msg.get("v")
+    if not _type_ok(version, "i") or version != PROTOCOL_VERSION:
         raise ProtocolError(BAD_VERSION, "v must be %d" % PROTOCOL_VERSION)
     kind = msg.get("kind")
     schema = _SCHEMAS.get(kind) if isinstance(kind, str) else None
@@ -185,7 +192,8 @@ def decode(payload, leaf=None):
         raise ProtocolError(TOO_LARGE, "payload of %d bytes exceeds %d" % (len(payload), MAX_PAYLOAD))
     try:
         msg = json.loads(payload)
-    except (ValueError, UnicodeError) as exc:
+    except (ValueError, UnicodeError, RuntimeError) as exc:
+        # RuntimeError: nesting deep enough to exhaust the parser's recursion limit.
         raise ProtocolError(BAD_JSON, "payload is not JSON (%s)" % exc)
     return validate(msg, leaf)
 

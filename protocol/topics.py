@@ -65,17 +65,17 @@ def device_id_from_mac(mac):
     return out
 
 
-def _check(school, device):
+def _check(school, device, wildcard=False):
     if not is_school_code(school):
         raise TopicError("bad school code: %r" % (school,))
-    if device != "+" and not is_device_id(device):
+    if not (wildcard and device == "+") and not is_device_id(device):
         raise TopicError("bad device id: %r" % (device,))
 
 
 def up(school, device, leaf):
     """Topic on which `device` of `school` publishes messages of kind `leaf`."""
     _check(school, device)
-    if leaf not in UP_LEAVES and leaf != "+":
+    if leaf not in UP_LEAVES:
         raise TopicError("not a device-to-gateway kind: %r" % (leaf,))
     return "/".join((ROOT, VERSION, school, UP, device, leaf))
 
@@ -83,19 +83,21 @@ def up(school, device, leaf):
 def down(school, device, leaf):
     """Topic on which the gateway sends messages of kind `leaf` to `device` of `school`."""
     _check(school, device)
-    if leaf not in DOWN_LEAVES and leaf != "+":
+    if leaf not in DOWN_LEAVES:
         raise TopicError("not a gateway-to-device kind: %r" % (leaf,))
     return "/".join((ROOT, VERSION, school, DOWN, device, leaf))
 
 
 def school_uplink_filter(school):
     """Subscription filter for everything the devices of one school publish."""
-    return up(school, "+", "+")
+    _check(school, "+", wildcard=True)
+    return "/".join((ROOT, VERSION, school, UP, "+", "+"))
 
 
 def device_downlink_filter(school, device):
     """Subscription filter for everything the gateway sends to one device."""
-    return down(school, device, "+")
+    _check(school, device)
+    return "/".join((ROOT, VERSION, school, DOWN, device, "+"))
 
 
 def device_acl_prefix(school, device):
