@@ -64,6 +64,10 @@ class Gateway:
         accepted: list[Accepted] = []
         rejected: list[Rejected] = []
         for incoming in batch:
+            if not incoming.payload:
+                # An empty retained message is how an admin clears a topic; it carries no data.
+                self.metrics.inc("messages_empty")
+                continue
             try:
                 accepted.append(self.prepare(incoming))
             except messages.ProtocolError as exc:

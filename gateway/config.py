@@ -6,7 +6,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from gateway.errors import ConfigError
@@ -15,6 +15,8 @@ from protocol import topics
 
 class BrokerSettings(BaseModel):
     """How the gateway reaches the school's Mosquitto."""
+
+    model_config = ConfigDict(extra="forbid")
 
     host: str = "127.0.0.1"
     port: int = Field(default=1883, ge=1, le=65535)
@@ -26,6 +28,8 @@ class BrokerSettings(BaseModel):
 
 class CloudSettings(BaseModel):
     """How the gateway reaches the county's cloud service."""
+
+    model_config = ConfigDict(extra="forbid")
 
     url: str = "http://127.0.0.1:8000"
     token: str = ""

@@ -1,0 +1,1 @@
+"""Virtual schools running the real ClassOps firmware, and the demo that brings up a whole county."""
