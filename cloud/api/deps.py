@@ -1,0 +1,67 @@
+"""Dependencies of the API routes, as Annotated aliases."""
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlmodel import Session
+
+from cloud import crud
+from cloud.core.config import Settings
+from cloud.models import Gateway, User
+
+_bearer = HTTPBearer(auto_error=False, description="a login token, or a gateway's token for /gateway/sync")
+
+
+def get_settings(request: Request) -> Settings:
+    """The settings the app was created with."""
+    return request.app.state.settings
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """A database session for one request."""
+    with Session(request.app.state.engine) as session:
+        yield session
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(
+        status_code=status.HTTP_401_UNAUTHORIZED, detail=detail, headers={"WWW-Authenticate": "Bearer"}
+    )
+
+
+def get_bearer_token(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str:
+    """The token of an `Authorization: Bearer` header."""
+    if credentials is None or not credentials.credentials:
+        raise _unauthorized("missing bearer token: send 'Authorization: Bearer <token>'")
+    return credentials.credentials
+
+
+BearerToken = Annotated[str, Depends(get_bearer_token)]
+
+
+def get_current_user(session: SessionDep, token: BearerToken) -> User:
+    """The signed-in user."""
+    user = crud.user_for_token(session, token=token)
+    if user is None:
+        raise _unauthorized("invalid or expired login token; log in again")
+    return user
+
+
+def get_current_gateway(session: SessionDep, token: BearerToken) -> Gateway:
+    """The gateway whose token authorises the request."""
+    gateway = crud.gateway_for_token(session, token=token)
+    if gateway is None:
+        raise _unauthorized("unknown gateway token")
+    return gateway
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+CurrentGateway = Annotated[Gateway, Depends(get_current_gateway)]
