@@ -77,7 +77,8 @@ def run_demo(workdir: Path, devices: int = 4, cloud_port: int = 8000, tap_interv
                 part.check_alive()
             _, events = http_json("GET", cloud.url + "/api/v1/attendance-events?limit=1", token=token)
             _, listed = http_json("GET", cloud.url + "/api/v1/devices", token=token)
-            online = sum(1 for d in listed if d.get("presence") == "online") if isinstance(listed, list) else 0
+            listed = listed if isinstance(listed, list) else []
+            online = sum(1 for d in listed if d.get("presence") == "online")
             total = events.get("total") if isinstance(events, dict) else "?"
             print(f"[{time.strftime('%H:%M:%S')}] taps made {school.ledger.count()}, "
                   f"attendance events in the cloud {total}, devices online {online}/{devices}", flush=True)

@@ -92,7 +92,7 @@ class VirtualSchool:
 
     def new_card(self) -> str:
         """A fresh 4-byte card UID."""
-        return "%08x" % self.rng.getrandbits(32)
+        return f"{self.rng.getrandbits(32):08x}"
 
     def tap(self, device_id: str, card: str | None = None, timeout: float = 10.0) -> bool:
         """Tap a card on a device's reader; True if the device took it (ledger updated)."""

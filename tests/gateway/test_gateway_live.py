@@ -148,7 +148,7 @@ def test_records_wait_for_the_cloud_and_catch_up(world) -> None:
         wait_for(running.gateway.broker.connected.is_set, 10, "gateway connected")
         topic = topics.up(SCHOOL, DEV, topics.ATTENDANCE)
         for seq in range(1, 21):
-            observer.publish(topic, tap(seq, "%08x" % seq))
+            observer.publish(topic, tap(seq, f"{seq:08x}"))
         # Committed and acknowledged to the device while the cloud is away.
         wait_for(lambda: len(observer.acked()) == 20, 10, "acks while the cloud is down")
         wait_for(lambda: running.gateway.metrics.get("sync_failures") >= 1, 10, "a failed sync")
