@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+import socket
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -40,6 +42,8 @@ class Gateway:
         self.broker = BrokerLink(settings, self._from_broker_thread, self.metrics)
         self.sync: CloudSync | None = None
         self._stopping = asyncio.Event()
+        self._status: Any = None
+        self.status_port: int | None = None
 
     async def in_store(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a store call on the store's own thread, off the event loop."""
@@ -84,6 +88,8 @@ class Gateway:
                 self.metrics.inc("store_errors")
                 log.exception("store commit failed (attempt %d); nothing acknowledged, retrying", attempt)
                 await asyncio.sleep(STORE_RETRY_S)
+        done = time.monotonic()
+        self.metrics.observe_many("commit_latency_seconds", [done - i.received for i in batch])
         self.metrics.inc("messages_committed", sum(result.inserted))
         self.metrics.inc("messages_duplicate", len(result.inserted) - sum(result.inserted))
         for incoming in batch:
@@ -127,7 +133,37 @@ class Gateway:
             self.metrics.set("backlog_records", count)
             self.metrics.set("backlog_age_seconds", round(age, 3))
             self.metrics.set("broker_connected", 1 if self.broker.connected.is_set() else 0)
+            devices = await self.in_store(self.store.devices)
+            self.metrics.set("devices_known", len(devices))
+            self.metrics.set("devices_online", sum(1 for d in devices if d["presence"] == "online"))
             await asyncio.sleep(1.0)
+
+    async def _status_server(self) -> None:
+        import uvicorn
+
+        from gateway.status import create_status_app
+
+        class StatusServer(uvicorn.Server):
+            def capture_signals(self) -> contextlib.AbstractContextManager[None]:
+                # The gateway owns the process's signals; the status server must not take them over.
+                return contextlib.nullcontext()
+
+        host, port = self.settings.status.host, self.settings.status.port
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            # The status page is a convenience; the gateway's real work goes on without it.
+            sock.close()
+            log.error("status page cannot listen on %s:%s (%s); running without it", host, port, exc)
+            self.metrics.inc("status_server_failures")
+            return
+        self.status_port = sock.getsockname()[1]
+        config = uvicorn.Config(create_status_app(self), log_config=None, access_log=False, lifespan="off")
+        self._status = StatusServer(config)
+        log.info("status page on http://%s:%s/", host, self.status_port)
+        await self._status.serve(sockets=[sock])
 
     def request_stop(self) -> None:
         """Ask a running gateway to stop."""
@@ -153,9 +189,14 @@ class Gateway:
                     tasks.create_task(self._presence(), name="presence"),
                     tasks.create_task(self._gauges(), name="gauges"),
                 ]
+                if self.settings.status.enabled:
+                    workers.append(tasks.create_task(self._status_server(), name="status-server"))
                 await self._stopping.wait()
+                if self._status is not None:
+                    self._status.should_exit = True
                 for task in workers:
-                    task.cancel()
+                    if task.get_name() != "status-server":
+                        task.cancel()
         finally:
             self.broker.stop()
             await self.sync.aclose()

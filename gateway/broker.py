@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -28,6 +29,7 @@ class Incoming:
     qos: int
     mid: int
     retain: bool
+    received: float = 0.0
 
 
 class BrokerLink:
@@ -98,4 +100,5 @@ class BrokerLink:
 
     def _handle_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
         self._metrics.inc("messages_in")
-        self._on_message(Incoming(message.topic, message.payload, message.qos, message.mid, message.retain))
+        self._on_message(Incoming(message.topic, message.payload, message.qos, message.mid, message.retain,
+                                  time.monotonic()))

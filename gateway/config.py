@@ -40,6 +40,16 @@ class CloudSettings(BaseModel):
     backoff_max_s: float = Field(default=30.0, gt=0)
 
 
+class StatusSettings(BaseModel):
+    """The local status page and Prometheus endpoint."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=8081, ge=0, le=65535)
+
+
 class GatewaySettings(BaseSettings):
     """Everything one school's gateway needs to run."""
 
@@ -52,6 +62,7 @@ class GatewaySettings(BaseSettings):
     data_dir: Path = Path("var/gateway")
     broker: BrokerSettings = BrokerSettings()
     cloud: CloudSettings = CloudSettings()
+    status: StatusSettings = StatusSettings()
     presence_check_s: float = Field(default=5.0, gt=0)
     missed_health_periods: int = Field(default=3, ge=1)
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import threading
-from collections import Counter
+from collections import Counter, deque
+
+SAMPLES_KEPT = 100_000
+QUANTILES = (0.5, 0.9, 0.99)
 
 
 class Metrics:
@@ -13,6 +16,7 @@ class Metrics:
         self._lock = threading.Lock()
         self._counters: Counter[tuple[str, str]] = Counter()
         self._gauges: dict[str, float] = {}
+        self._samples: dict[str, deque[float]] = {}
 
     def inc(self, name: str, amount: int = 1, label: str = "") -> None:
         """Add to a counter; `label` distinguishes e.g. rejection reasons."""
@@ -23,6 +27,24 @@ class Metrics:
         """Set a gauge."""
         with self._lock:
             self._gauges[name] = value
+
+    def observe(self, name: str, value: float) -> None:
+        """Record one observation (e.g. a latency); the most recent ones give quantiles."""
+        with self._lock:
+            self._samples.setdefault(name, deque(maxlen=SAMPLES_KEPT)).append(value)
+
+    def observe_many(self, name: str, values: list[float]) -> None:
+        """Record several observations at once."""
+        with self._lock:
+            self._samples.setdefault(name, deque(maxlen=SAMPLES_KEPT)).extend(values)
+
+    def quantile(self, name: str, q: float) -> float:
+        """The q-quantile of the recent observations of `name` (0 when there are none)."""
+        with self._lock:
+            values = sorted(self._samples.get(name, ()))
+        if not values:
+            return 0.0
+        return values[min(len(values) - 1, int(q * len(values)))]
 
     def get(self, name: str, label: str = "") -> float:
         """Current value of a counter, or of a gauge when no counter has that name."""
@@ -38,6 +60,9 @@ class Metrics:
                 (f"{n}{{{lbl}}}" if lbl else n): v for (n, lbl), v in self._counters.items()
             }
             out.update(self._gauges)
+        for name in list(self._samples):
+            for q in QUANTILES:
+                out[f"{name}{{quantile={q}}}"] = self.quantile(name, q)
         return out
 
     def render_prometheus(self, label_name: str = "reason") -> str:
@@ -52,4 +77,8 @@ class Metrics:
                     lines.append(f"{metric} {value}")
             for name, gauge in sorted(self._gauges.items()):
                 lines.append(f"classops_gateway_{name} {gauge}")
+            names = sorted(self._samples)
+        for name in names:
+            for q in QUANTILES:
+                lines.append(f'classops_gateway_{name}{{quantile="{q}"}} {self.quantile(name, q)}')
         return "\n".join(lines) + "\n"

@@ -58,7 +58,7 @@ def run_demo(workdir: Path, devices: int = 4, cloud_port: int = 8000, tap_interv
         school.start()
         school.wait_ready(timeout=60)
         school.start_tapping(tap_interval_s)
-        token = cloud.login(DEMO_ACCOUNTS[0][0], DEMO_ACCOUNTS[0][1])
+        token = cloud.login(DEMO_ACCOUNTS[1][0], DEMO_ACCOUNTS[1][1])
         print(
             "\nClassOps demo is running.\n"
             f"  cloud API and its documentation: {cloud.url}/docs\n"

@@ -268,7 +268,7 @@ class CloudServer(ManagedProcess):
 
 def gateway_toml(*, school: str, school_secret: str, data_dir: Path, broker_port: int, cloud_url: str,
                  cloud_token: str, broker_host: str = "127.0.0.1", heartbeat_s: float = 15.0,
-                 presence_check_s: float = 5.0) -> str:
+                 presence_check_s: float = 5.0, status_port: int = 0) -> str:
     """A gateway configuration file."""
     return (
         f'school = "{school}"\n'
@@ -282,20 +282,29 @@ def gateway_toml(*, school: str, school_secret: str, data_dir: Path, broker_port
         f'url = "{cloud_url}"\n'
         f'token = "{cloud_token}"\n'
         f"heartbeat_s = {heartbeat_s}\n"
-        "backoff_max_s = 5.0\n"
+        "backoff_max_s = 5.0\n\n"
+        "[status]\n"
+        f"port = {status_port}\n"
     )
 
 
 class GatewayProcess(ManagedProcess):
     """One school's gateway as a real process, configured by a TOML file."""
 
+    @property
+    def status_url(self) -> str:
+        """Base URL of the gateway's status page and /metrics."""
+        return f"http://127.0.0.1:{self.status_port}"
+
     def __init__(self, workdir: Path, *, school: str, school_secret: str, broker_port: int,
                  cloud_url: str, cloud_token: str) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         self.config_path = workdir / "gateway.toml"
+        self.status_port = free_port()
         self.config_path.write_text(gateway_toml(
             school=school, school_secret=school_secret, data_dir=workdir / "data",
             broker_port=broker_port, cloud_url=cloud_url, cloud_token=cloud_token,
+            status_port=self.status_port,
         ))
         self.db_path = workdir / "data" / "gateway.db"
         super().__init__(

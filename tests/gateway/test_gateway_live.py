@@ -6,6 +6,7 @@ import asyncio
 import json
 import sqlite3
 import threading
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -83,13 +84,13 @@ def world(tmp_path: Path) -> Iterator[tuple[Mosquitto, CloudServer, Path, str]]:
     cloud.start()
     try:
         cloud.add_school(SCHOOL, "Test school")
-        cloud.add_user("county", "county-pass-123", "county_admin")
+        cloud.add_user("admin42", "school-pass-123", "school_admin", SCHOOL)
         token = cloud.add_gateway(SCHOOL)["token"]
         config = tmp_path / "gateway.toml"
         config.write_text(gateway_toml(school=SCHOOL, school_secret=SECRET, data_dir=tmp_path / "gw",
                                        broker_port=broker.port, cloud_url=cloud.url, cloud_token=token,
                                        heartbeat_s=1.0))
-        yield broker, cloud, config, cloud.login("county", "county-pass-123")
+        yield broker, cloud, config, cloud.login("admin42", "school-pass-123")
     finally:
         cloud.stop()
         broker.stop()
@@ -131,6 +132,13 @@ def test_good_messages_survive_bad_ones_beside_them(world) -> None:
         assert metrics.get("messages_rejected", messages.MISSING_FIELD) == 1
         assert metrics.get("messages_rejected", messages.DEVICE_MISMATCH) == 1
         assert metrics.get("messages_duplicate") == 1
+        port = wait_for(lambda: running.gateway.status_port, 10, "the status page")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            exposition = resp.read().decode()
+        assert 'classops_gateway_messages_rejected_total{reason="bad_json"} 1' in exposition
+        assert "classops_gateway_commit_latency_seconds{quantile=\"0.99\"}" in exposition
+        status, snapshot = http_json("GET", f"http://127.0.0.1:{port}/api/status")
+        assert status == 200 and snapshot["school"] == SCHOOL
         with sqlite3.connect(f"file:{running.gateway.settings.db_path}?mode=ro", uri=True) as db:
             quarantined = {r for (r,) in db.execute("SELECT reason FROM quarantine")}
         assert quarantined == {messages.BAD_JSON, messages.MISSING_FIELD, messages.DEVICE_MISMATCH}
