@@ -15,10 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from protocol import messages
 
 PENDING, CONFIRMED, REJECTED = 0, 1, 2
 QUARANTINE_KEEP = 1000
+INSERT_CHUNK = 500
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS record (
@@ -27,6 +30,8 @@ CREATE TABLE IF NOT EXISTS record (
     device TEXT NOT NULL,
     boot TEXT,
     seq INTEGER,
+    device_no INTEGER NOT NULL,
+    boot_no INTEGER,
     ts REAL NOT NULL,
     body TEXT NOT NULL,
     received_at REAL NOT NULL,
@@ -34,10 +39,12 @@ CREATE TABLE IF NOT EXISTS record (
     synced_at REAL,
     reject_reason TEXT
 );
-CREATE UNIQUE INDEX IF NOT EXISTS record_key ON record(device, boot, seq) WHERE seq IS NOT NULL;
+-- The key (device, boot, seq) as integers: half the cost per insert of the same index on text.
+CREATE UNIQUE INDEX IF NOT EXISTS record_key ON record(device_no, boot_no, seq) WHERE seq IS NOT NULL;
 CREATE INDEX IF NOT EXISTS record_pending ON record(gseq) WHERE sync_state = 0;
 CREATE TABLE IF NOT EXISTS device (
-    id TEXT PRIMARY KEY,
+    no INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
     role TEXT,
     boot TEXT,
     presence TEXT NOT NULL DEFAULT 'unknown',
@@ -114,6 +121,12 @@ class Store:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(_SCHEMA)
+        # The store is the only writer, so an in-memory copy of each device's boot and presence saves a
+        # query per message on the hot path.
+        self._pending = int(self._db.execute("SELECT COUNT(*) FROM record WHERE sync_state = 0").fetchone()[0])
+        self._presence_added = 0
+        self._devices: dict[str, list[Any]] = {}
+        self._reload()
 
     def close(self) -> None:
         """Close the database."""
@@ -124,12 +137,27 @@ class Store:
         """Store a batch in one transaction: records, presence, and the quarantine of bad messages."""
         now = time.time() if now is None else now
         result = CommitResult()
+        seen: dict[str, float] = {}
+        health: dict[str, str] = {}
+        inserted = [False] * len(accepted)
+        run: list[int] = []
         cur = self._db.cursor()
         cur.execute("BEGIN IMMEDIATE")
         try:
-            for acc in accepted:
-                inserted = self._apply(cur, acc, now, result)
-                result.inserted.append(inserted)
+            for i, acc in enumerate(accepted):
+                state = self._devices.get(acc.device)
+                if (state is not None and state[1] == "online" and acc.seq is not None
+                        and acc.kind not in messages.STATE_KINDS):
+                    run.append(i)
+                    continue
+                # Anything that may change presence goes one by one, in order after what came before it.
+                self._insert_run(cur, accepted, run, inserted, now, seen, health)
+                run = []
+                inserted[i] = self._apply(cur, acc, now, result, seen, health)
+            self._insert_run(cur, accepted, run, inserted, now, seen, health)
+            result.inserted = inserted
+            cur.executemany("UPDATE device SET last_seen=? WHERE id=?", [(t, d) for d, t in seen.items()])
+            cur.executemany("UPDATE device SET last_health=? WHERE id=?", [(h, d) for d, h in health.items()])
             bad = list(rejected)
             if bad:
                 cur.executemany(
@@ -143,24 +171,66 @@ class Store:
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
+            self._reload()
             raise
+        self._pending += sum(inserted) + self._presence_added
+        self._presence_added = 0
         return result
+
+    def _insert_run(self, cur: sqlite3.Cursor, accepted: Sequence[Accepted], run: list[int],
+                    inserted: list[bool], now: float, seen: dict[str, float], health: dict[str, str]) -> None:
+        """Insert messages of online devices with one statement; mark which were new."""
+        for start in range(0, len(run), INSERT_CHUNK):
+            chunk = run[start:start + INSERT_CHUNK]
+            params: list[Any] = []
+            keys = []
+            for i in chunk:
+                acc = accepted[i]
+                key = (self._devices[acc.device][2], int(acc.boot, 16), acc.seq)
+                keys.append(key)
+                params += (acc.kind, acc.device, acc.boot, acc.seq, *key[:2], acc.ts,
+                           orjson.dumps(acc.body).decode(), now)
+            rows = cur.execute(
+                "INSERT OR IGNORE INTO record(kind, device, boot, seq, device_no, boot_no, ts, body, "
+                "received_at) VALUES "
+                + ",".join(["(?,?,?,?,?,?,?,?,?)"] * len(chunk))
+                + " RETURNING device_no, boot_no, seq",
+                params,
+            ).fetchall()
+            new = set(rows)
+            for i, key in zip(chunk, keys, strict=True):
+                acc = accepted[i]
+                if key in new:
+                    # A key twice in one batch: only its first copy counts as new.
+                    new.discard(key)
+                    inserted[i] = True
+                    seen[acc.device] = now
+                    if acc.kind == messages.HEALTH:
+                        health[acc.device] = orjson.dumps(acc.body).decode()
+
+    def _reload(self) -> None:
+        self._devices = {
+            d: [b, p, n] for d, b, p, n in self._db.execute("SELECT id, boot, presence, no FROM device")
+        }
+        self._pending = int(self._db.execute("SELECT COUNT(*) FROM record WHERE sync_state = 0").fetchone()[0])
+        self._presence_added = 0
 
     def _insert(self, cur: sqlite3.Cursor, acc: Accepted, now: float) -> bool:
         cur.execute(
-            "INSERT OR IGNORE INTO record(kind, device, boot, seq, ts, body, received_at) "
-            "VALUES (?,?,?,?,?,?,?)",
-            (acc.kind, acc.device, acc.boot, acc.seq, acc.ts, json.dumps(acc.body), now),
+            "INSERT OR IGNORE INTO record(kind, device, boot, seq, device_no, boot_no, ts, body, received_at) "
+            "VALUES (?,?,?,?,?,?,?,?,?)",
+            (acc.kind, acc.device, acc.boot, acc.seq, self._devices[acc.device][2], int(acc.boot, 16),
+             acc.ts, orjson.dumps(acc.body).decode(), now),
         )
         return cur.rowcount == 1
 
-    def _apply(self, cur: sqlite3.Cursor, acc: Accepted, now: float, result: CommitResult) -> bool:
-        row = cur.execute("SELECT boot, presence FROM device WHERE id = ?", (acc.device,)).fetchone()
-        if row is None:
+    def _apply(self, cur: sqlite3.Cursor, acc: Accepted, now: float, result: CommitResult,
+               seen: dict[str, float], health: dict[str, str]) -> bool:
+        state = self._devices.get(acc.device)
+        if state is None:
             cur.execute("INSERT INTO device(id, presence_since) VALUES (?, ?)", (acc.device, now))
-            boot, presence = None, "unknown"
-        else:
-            boot, presence = row
+            state = self._devices[acc.device] = [None, "unknown", cur.lastrowid]
+        boot, presence = state[0], state[1]
         if acc.kind == messages.WILL:
             # A will from an older boot, or one redelivered after we already marked the device offline,
             # says nothing new.
@@ -169,26 +239,23 @@ class Store:
             cur.execute(
                 "UPDATE device SET presence='offline', presence_since=? WHERE id=?", (now, acc.device)
             )
+            state[1] = "offline"
             result.presence_changes.append((acc.device, "offline"))
             return self._insert(cur, acc, now)
-        inserted = self._insert(cur, acc, now)
-        if not inserted:
+        if not self._insert(cur, acc, now):
             return False
+        seen[acc.device] = now
         if acc.kind == messages.BIRTH:
             cur.execute(
-                "UPDATE device SET role=?, boot=?, presence='online', presence_since=?, last_seen=?, "
-                "health_s=? WHERE id=?",
-                (acc.body.get("role"), acc.boot, now, now, acc.body.get("health_s"), acc.device),
+                "UPDATE device SET role=?, boot=?, presence='online', presence_since=?, health_s=? "
+                "WHERE id=?",
+                (acc.body.get("role"), acc.boot, now, acc.body.get("health_s"), acc.device),
             )
+            state[0], state[1] = acc.boot, "online"
             result.presence_changes.append((acc.device, "online"))
             return True
         if acc.kind == messages.HEALTH:
-            cur.execute(
-                "UPDATE device SET last_seen=?, last_health=? WHERE id=?",
-                (now, json.dumps(acc.body), acc.device),
-            )
-        else:
-            cur.execute("UPDATE device SET last_seen=? WHERE id=?", (now, acc.device))
+            health[acc.device] = orjson.dumps(acc.body).decode()
         if presence != "online" and boot == acc.boot:
             # A device we had given up on after missed health periods is heard again.
             self._presence_record(cur, acc.device, acc.boot, "online", "heard_again", now)
@@ -197,13 +264,15 @@ class Store:
 
     def _presence_record(self, cur: sqlite3.Cursor, device: str, boot: str | None, state: str,
                          reason: str, now: float) -> None:
+        self._devices[device][1] = state
+        self._presence_added += 1
         cur.execute(
             "UPDATE device SET presence=?, presence_since=? WHERE id=?", (state, now, device)
         )
         cur.execute(
-            "INSERT INTO record(kind, device, boot, seq, ts, body, received_at) "
-            "VALUES ('presence', ?, ?, NULL, ?, ?, ?)",
-            (device, boot, now, json.dumps({"state": state, "reason": reason}), now),
+            "INSERT INTO record(kind, device, boot, seq, device_no, ts, body, received_at) "
+            "VALUES ('presence', ?, ?, NULL, ?, ?, ?, ?)",
+            (device, boot, self._devices[device][2], now, json.dumps({"state": state, "reason": reason}), now),
         )
 
     def mark_missing(self, missed_periods: int, now: float | None = None) -> list[str]:
@@ -220,8 +289,11 @@ class Store:
             for device, boot in rows:
                 self._presence_record(cur, device, boot, "offline", "missed_health", now)
             cur.execute("COMMIT")
+            self._pending += self._presence_added
+            self._presence_added = 0
         except BaseException:
             cur.execute("ROLLBACK")
+            self._reload()
             raise
         return [r[0] for r in rows]
 
@@ -233,7 +305,7 @@ class Store:
             (limit,),
         ).fetchall()
         return [
-            {"gseq": g, "kind": k, "device": d, "boot": b, "seq": s, "ts": t, "body": json.loads(body)}
+            {"gseq": g, "kind": k, "device": d, "boot": b, "seq": s, "ts": t, "body": orjson.loads(body)}
             for g, k, d, b, s, t, body in rows
         ]
 
@@ -248,21 +320,24 @@ class Store:
                 "UPDATE record SET sync_state=1, synced_at=? WHERE gseq=? AND sync_state=0",
                 [(now, g) for g in confirmed],
             )
+            done = cur.rowcount
             cur.executemany(
                 "UPDATE record SET sync_state=2, synced_at=?, reject_reason=? WHERE gseq=? AND sync_state=0",
                 [(now, reason, g) for g, reason in rejected],
             )
+            done += cur.rowcount
             cur.execute("COMMIT")
+            self._pending -= done
         except BaseException:
             cur.execute("ROLLBACK")
             raise
 
     def backlog(self) -> tuple[int, float]:
         """(number of records waiting for the cloud, age in seconds of the oldest)."""
-        count, oldest = self._db.execute(
-            "SELECT COUNT(*), MIN(received_at) FROM record WHERE sync_state = 0"
+        row = self._db.execute(
+            "SELECT received_at FROM record WHERE sync_state = 0 ORDER BY gseq LIMIT 1"
         ).fetchone()
-        return int(count), (time.time() - oldest) if oldest is not None else 0.0
+        return self._pending, (time.time() - row[0]) if row is not None else 0.0
 
     def devices(self) -> list[dict[str, Any]]:
         """Every device the gateway has heard of, with its presence."""

@@ -193,7 +193,8 @@ def http_json(method: str, url: str, body: Any = None, token: str | None = None,
             raw = resp.read()
             return resp.status, json.loads(raw) if raw else None
     except urllib.error.HTTPError as exc:
-        raw = exc.read()
+        with exc:
+            raw = exc.read()
         try:
             return exc.code, json.loads(raw)
         except ValueError:

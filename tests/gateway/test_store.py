@@ -106,3 +106,13 @@ def test_quarantine_is_bounded(store: Store) -> None:
     kept = store.quarantine(limit=QUARANTINE_KEEP * 2)
     assert len(kept) == QUARANTINE_KEEP
     assert kept[0]["detail"] == "newest"
+
+
+def test_a_batch_mixing_births_events_and_repeats_counts_each_key_once(store: Store) -> None:
+    other = "esp32-0a0b0c0d0e10"
+    batch = [birth(), attendance(1), attendance(2), attendance(1), attendance(1, device=other),
+             attendance(3), attendance(2)]
+    assert store.commit(batch).inserted == [True, True, True, False, True, True, False]
+    assert store.backlog()[0] == 5
+    assert store.commit([attendance(3), attendance(4)]).inserted == [False, True]
+    assert store.backlog()[0] == 6

@@ -1,0 +1,238 @@
+"""Gateway ingest: simulated devices -> real Mosquitto -> the real gateway process -> its SQLite store.
+
+Prints `msgs_per_s=<n> commit_p99_ms=<n> broker_ceiling_msgs_per_s=<n> ratio=<n>`.
+
+- The load is a morning-peak mix from many devices: attendance taps (QoS 1 events, which the gateway
+  commits before it acknowledges them) and health and telemetry (QoS 0 samples), published as fast as
+  the publishers can by pre-encoded MQTT packets over raw sockets.
+- msgs_per_s is the gateway's committed messages over the time from its first to its last commit.
+- commit_p99_ms is the 99th percentile of the time from a message's delivery to the gateway until the
+  commit that holds it, as the gateway itself measures it.
+- broker_ceiling_msgs_per_s is Mosquitto's own delivery rate, in the same run, of the same number of
+  QoS 0 messages of the same sizes from `mosquitto_pub -l` to one `mosquitto_sub`.
+- The gateway's cloud is unreachable during the run, so that only ingest is measured; its records stay
+  in the store's backlog.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from protocol import messages, topics  # noqa: E402
+from simulator.stack import GatewayProcess, Mosquitto, free_port, wait_for  # noqa: E402
+
+SCHOOL = "BENCH1"
+EVENT_SHARE = 0.4
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = n % 128
+        n //= 128
+        out.append(byte | 0x80 if n else byte)
+        if not n:
+            return bytes(out)
+
+
+def _str(s: str) -> bytes:
+    b = s.encode()
+    return len(b).to_bytes(2, "big") + b
+
+
+def connect_packet(client_id: str) -> bytes:
+    body = _str("MQTT") + bytes([4, 0x02]) + (60).to_bytes(2, "big") + _str(client_id)
+    return b"\x10" + _varint(len(body)) + body
+
+
+def publish_packet(topic: str, payload: bytes, qos: int, packet_id: int) -> bytes:
+    body = _str(topic) + (packet_id.to_bytes(2, "big") if qos else b"") + payload
+    return bytes([0x30 | (qos << 1)]) + _varint(len(body)) + body
+
+
+def device_messages(index: int, count: int, rng: random.Random) -> list[tuple[str, bytes, int]]:
+    """`count` messages of one simulated device, in the order it would send them."""
+    device = topics.device_id_from_mac(bytes([0x24, 0x6F, 0, index >> 16 & 255, index >> 8 & 255, index & 255]))
+    boot = f"{rng.getrandbits(32):08x}"
+    now = int(time.time())
+    birth = messages.message(messages.BIRTH, device, boot, 0, now, {
+        "role": "attendance", "fw": "1.0.0", "app": "1.0.0", "reset": "power_on", "health_s": 60})
+    out = [(topics.up(SCHOOL, device, topics.STATUS), messages.encode(birth), 1)]
+    for seq in range(1, count):
+        roll = rng.random()
+        if roll < EVENT_SHARE:
+            msg = messages.message(messages.ATTENDANCE, device, boot, seq, now,
+                                   {"card": f"{rng.getrandbits(32):08x}", "hist": False})
+            qos = 1
+        elif roll < 0.85:
+            msg = messages.message(messages.HEALTH, device, boot, seq, now, {
+                "uptime_s": seq * 10, "heap_free": 61000, "heap_max_block": 30000, "rssi": -58,
+                "errors": {"mqtt_reconnects": 0}, "buffered": 0})
+            qos = 0
+        else:
+            msg = messages.message(messages.TELEMETRY, device, boot, seq, now, {
+                "readings": {"temp_c": 21.5, "rh": 40.1, "co2_ppm": 650, "pm25": 12, "lux": 400}})
+            qos = 0
+        out.append((topics.up(SCHOOL, device, messages.leaf_of(msg["kind"])), messages.encode(msg), qos))
+    return out
+
+
+def publisher(port: int, first_device: int, devices: int, per_device: int, seed: int,
+              ready: multiprocessing.synchronize.Barrier) -> None:  # type: ignore[name-defined]
+    """One publishing process: interleaves its devices' messages and sends them as fast as it can."""
+    rng = random.Random(seed)
+    streams = [device_messages(first_device + i, per_device, rng) for i in range(devices)]
+    packets = bytearray()
+    packet_id = 0
+    for step in range(per_device):
+        for stream in streams:
+            topic, payload, qos = stream[step]
+            if qos:
+                packet_id = packet_id % 65535 + 1
+            packets += publish_packet(topic, payload, qos, packet_id if qos else 0)
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.sendall(connect_packet(f"bench-pub-{first_device}"))
+    sock.recv(4)
+    drain = threading.Thread(target=lambda: _drain(sock), daemon=True)
+    drain.start()
+    ready.wait()
+    view = memoryview(packets)
+    for i in range(0, len(view), 1 << 16):
+        sock.sendall(view[i:i + (1 << 16)])
+    # Disconnect cleanly so the broker keeps nothing pending for this client.
+    sock.sendall(b"\xe0\x00")
+    time.sleep(0.5)
+    sock.close()
+
+
+def _drain(sock: socket.socket) -> None:
+    try:
+        while sock.recv(1 << 16):
+            pass
+    except OSError:
+        pass
+
+
+def gateway_metrics(port: int) -> dict[str, float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status", timeout=5) as resp:
+        return dict(json.loads(resp.read())["metrics"])
+
+
+def measure_ceiling(broker: Mosquitto, payloads: list[bytes], workdir: Path, publishers: int) -> float:
+    """Mosquitto's own QoS 0 delivery rate from mosquitto_pub -l to one mosquitto_sub."""
+    files = []
+    for p in range(publishers):
+        path = workdir / f"ceiling-{p}.txt"
+        path.write_bytes(b"\n".join(payloads[p::publishers]) + b"\n")
+        files.append(path)
+    total = sum(len(payloads[p::publishers]) for p in range(publishers))
+    sub = subprocess.Popen(["mosquitto_sub", "-p", str(broker.port), "-t", "ceiling/#", "-C", str(total),
+                            "-q", "0"], stdout=subprocess.DEVNULL)
+    time.sleep(0.5)
+    started = time.monotonic()
+    pubs = [subprocess.Popen(["mosquitto_pub", "-p", str(broker.port), "-t", f"ceiling/{i}", "-l", "-q", "0"],
+                             stdin=open(f, "rb")) for i, f in enumerate(files)]
+    for p in pubs:
+        p.wait()
+    try:
+        sub.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        sub.kill()
+        raise RuntimeError("mosquitto_sub did not receive every ceiling message") from None
+    return total / (time.monotonic() - started)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--devices", type=int, default=400, help="simulated devices")
+    parser.add_argument("--per-device", type=int, default=500, help="messages each device sends")
+    parser.add_argument("--publishers", type=int, default=2, help="publishing processes")
+    parser.add_argument("--verbose", action="store_true", help="also print the gateway's own metrics")
+    parser.add_argument("--small", action="store_true", help="a quick run that only shows the bench works")
+    args = parser.parse_args()
+    if args.small:
+        args.devices, args.per_device = 40, 50
+    if not shutil.which("mosquitto_sub"):
+        print("mosquitto_sub is missing: run `make setup`", file=sys.stderr)
+        return 2
+    total = args.devices * args.per_device
+    with tempfile.TemporaryDirectory(prefix="classops-bench-") as tmp:
+        root = Path(tmp)
+        broker = Mosquitto(root / "broker")
+        broker.start()
+        gateway = GatewayProcess(root / "gateway", school=SCHOOL, school_secret="bench-secret-0123456789",
+                                 broker_port=broker.port, cloud_url=f"http://127.0.0.1:{free_port()}",
+                                 cloud_token="unused")
+        try:
+            gateway.start()
+            wait_for(lambda: _connected(gateway.status_port) or gateway.check_alive(), 30, "the gateway")
+            per_pub = args.devices // args.publishers
+            ready = multiprocessing.Barrier(args.publishers + 1)
+            procs = [multiprocessing.Process(target=publisher,
+                                             args=(broker.port, p * per_pub, per_pub, args.per_device, p, ready))
+                     for p in range(args.publishers)]
+            for p in procs:
+                p.start()
+            ready.wait()
+            sent_at = time.monotonic()
+            expected = per_pub * args.publishers * args.per_device
+            first_commit = None
+            last_total, last_change = -1.0, time.monotonic()
+            while True:
+                m = gateway_metrics(gateway.status_port)
+                done = m.get("messages_committed", 0) + m.get("messages_duplicate", 0)
+                now = time.monotonic()
+                if done and first_commit is None:
+                    first_commit = now
+                if done != last_total:
+                    last_total, last_change = done, now
+                if done >= expected or now - last_change > 5:
+                    break
+                time.sleep(0.05)
+            finished = last_change
+            for p in procs:
+                p.join()
+            m = gateway_metrics(gateway.status_port)
+            committed = m.get("messages_committed", 0)
+            p99 = m.get("commit_latency_seconds{quantile=0.99}", 0.0)
+            # The sampler's start can lag the first commit by one poll; count from when sending began.
+            elapsed = max(finished - sent_at, 1e-6)
+            rate = committed / elapsed
+            sample = device_messages(0, 1000, random.Random(1))
+            ceiling = measure_ceiling(broker, [p for _, p, _ in sample] * max(1, total // 1000), root, 4)
+        finally:
+            gateway.stop()
+            broker.stop()
+    if args.verbose:
+        for key in sorted(m):
+            print(f"  {key} = {m[key]}")
+    print(f"messages_offered={expected} messages_committed={int(committed)} "
+          f"messages_lost_samples={expected - int(committed)}")
+    print(f"msgs_per_s={rate:.0f} commit_p99_ms={p99 * 1000:.1f} broker_ceiling_msgs_per_s={ceiling:.0f} "
+          f"ratio={rate / ceiling:.2f}")
+    return 0
+
+
+def _connected(port: int) -> bool:
+    try:
+        return gateway_metrics(port).get("broker_connected", 0) == 1
+    except OSError:
+        return False
+
+
+if __name__ == "__main__":
+    sys.exit(main())
