@@ -66,7 +66,8 @@ def publish_packet(topic: str, payload: bytes, qos: int, packet_id: int) -> byte
 
 def device_messages(index: int, count: int, rng: random.Random) -> list[tuple[str, bytes, int]]:
     """`count` messages of one simulated device, in the order it would send them."""
-    device = topics.device_id_from_mac(bytes([0x24, 0x6F, 0, index >> 16 & 255, index >> 8 & 255, index & 255]))
+    mac = bytes([0x24, 0x6F, 0, index >> 16 & 255, index >> 8 & 255, index & 255])
+    device = topics.device_id_from_mac(mac)
     boot = f"{rng.getrandbits(32):08x}"
     now = int(time.time())
     birth = messages.message(messages.BIRTH, device, boot, 0, now, {
@@ -144,8 +145,12 @@ def measure_ceiling(broker: Mosquitto, payloads: list[bytes], workdir: Path, pub
                             "-q", "0"], stdout=subprocess.DEVNULL)
     time.sleep(0.5)
     started = time.monotonic()
-    pubs = [subprocess.Popen(["mosquitto_pub", "-p", str(broker.port), "-t", f"ceiling/{i}", "-l", "-q", "0"],
-                             stdin=open(f, "rb")) for i, f in enumerate(files)]
+    pubs = []
+    for i, path in enumerate(files):
+        with open(path, "rb") as lines:
+            pubs.append(subprocess.Popen(
+                ["mosquitto_pub", "-p", str(broker.port), "-t", f"ceiling/{i}", "-l", "-q", "0"],
+                stdin=lines))
     for p in pubs:
         p.wait()
     try:
@@ -157,7 +162,8 @@ def measure_ceiling(broker: Mosquitto, payloads: list[bytes], workdir: Path, pub
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--devices", type=int, default=400, help="simulated devices")
     parser.add_argument("--per-device", type=int, default=500, help="messages each device sends")
     parser.add_argument("--publishers", type=int, default=2, help="publishing processes")
@@ -182,9 +188,11 @@ def main() -> int:
             wait_for(lambda: _connected(gateway.status_port) or gateway.check_alive(), 30, "the gateway")
             per_pub = args.devices // args.publishers
             ready = multiprocessing.Barrier(args.publishers + 1)
-            procs = [multiprocessing.Process(target=publisher,
-                                             args=(broker.port, p * per_pub, per_pub, args.per_device, p, ready))
-                     for p in range(args.publishers)]
+            procs = [
+                multiprocessing.Process(
+                    target=publisher, args=(broker.port, p * per_pub, per_pub, args.per_device, p, ready))
+                for p in range(args.publishers)
+            ]
             for p in procs:
                 p.start()
             ready.wait()

@@ -123,7 +123,6 @@ class Store:
         self._db.executescript(_SCHEMA)
         # The store is the only writer, so an in-memory copy of each device's boot and presence saves a
         # query per message on the hot path.
-        self._pending = int(self._db.execute("SELECT COUNT(*) FROM record WHERE sync_state = 0").fetchone()[0])
         self._presence_added = 0
         self._devices: dict[str, list[Any]] = {}
         self._reload()
@@ -212,13 +211,14 @@ class Store:
         self._devices = {
             d: [b, p, n] for d, b, p, n in self._db.execute("SELECT id, boot, presence, no FROM device")
         }
-        self._pending = int(self._db.execute("SELECT COUNT(*) FROM record WHERE sync_state = 0").fetchone()[0])
+        (pending,) = self._db.execute("SELECT COUNT(*) FROM record WHERE sync_state = 0").fetchone()
+        self._pending = int(pending)
         self._presence_added = 0
 
     def _insert(self, cur: sqlite3.Cursor, acc: Accepted, now: float) -> bool:
         cur.execute(
-            "INSERT OR IGNORE INTO record(kind, device, boot, seq, device_no, boot_no, ts, body, received_at) "
-            "VALUES (?,?,?,?,?,?,?,?,?)",
+            "INSERT OR IGNORE INTO record(kind, device, boot, seq, device_no, boot_no, ts, body, "
+            "received_at) VALUES (?,?,?,?,?,?,?,?,?)",
             (acc.kind, acc.device, acc.boot, acc.seq, self._devices[acc.device][2], int(acc.boot, 16),
              acc.ts, orjson.dumps(acc.body).decode(), now),
         )
@@ -272,7 +272,8 @@ class Store:
         cur.execute(
             "INSERT INTO record(kind, device, boot, seq, device_no, ts, body, received_at) "
             "VALUES ('presence', ?, ?, NULL, ?, ?, ?, ?)",
-            (device, boot, self._devices[device][2], now, json.dumps({"state": state, "reason": reason}), now),
+            (device, boot, self._devices[device][2], now,
+             json.dumps({"state": state, "reason": reason}), now),
         )
 
     def mark_missing(self, missed_periods: int, now: float | None = None) -> list[str]:
