@@ -4,24 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import signal
 import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 
 from gateway.broker import BrokerLink, Incoming
 from gateway.config import GatewaySettings
+from gateway.ingest import IngestResult, StoreWorker, StoreWorkerError
 from gateway.metrics import Metrics
-from gateway.privacy import card_pseudonym
-from gateway.store import Accepted, Rejected, Store
 from gateway.sync import CloudSync
 from protocol import messages, topics
 
@@ -31,13 +28,6 @@ WRITE_BATCH = 2000
 STORE_RETRY_S = 1.0
 EACK_KEYS_PER_MESSAGE = 100
 
-T = TypeVar("T")
-
-
-@functools.lru_cache(maxsize=65536)
-def _parse_topic(topic: str) -> tuple[str, str, str, str]:
-    # A school's devices publish on a few hundred topics all day; parse each once.
-    return topics.parse(topic)  # type: ignore[no-any-return]
 
 
 class Inbox:
@@ -92,7 +82,7 @@ class Gateway:
         self.settings = settings
         self.metrics = Metrics()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
-        self.store = Store(settings.db_path)
+        self.store = StoreWorker(settings)
         self._inbox = Inbox()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.broker = BrokerLink(settings, self._inbox.put, self.metrics)
@@ -101,63 +91,44 @@ class Gateway:
         self._status: Any = None
         self.status_port: int | None = None
 
-    async def in_store(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run a store call on the store's own thread, off the event loop."""
+    async def in_store(self, method: str, *args: Any) -> Any:
+        """Run a Store method in the store worker, off the event loop."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, fn, *args)
-
-    def prepare(self, incoming: Incoming) -> Accepted:
-        """Validate a delivered message and make it storable; raise ProtocolError if it is bad."""
-        school, _device, msg = messages.decode_uplink(incoming.topic, incoming.payload, orjson.loads,
-                                                      _parse_topic)
-        if school != self.settings.school:
-            raise messages.ProtocolError(messages.BAD_TOPIC, f"message for school {school}")
-        if msg["kind"] == messages.ATTENDANCE:
-            msg["card"] = card_pseudonym(self.settings.school_secret, msg["card"])
-        return Accepted.from_message(msg)
+        return await loop.run_in_executor(self._executor, self.store.call, method, *args)
 
     async def _write_batch(self, batch: list[Incoming]) -> None:
-        accepted: list[Accepted] = []
-        rejected: list[Rejected] = []
-        for incoming in batch:
-            if not incoming.payload:
-                # An empty retained message is how an admin clears a topic; it carries no data.
-                self.metrics.inc("messages_empty")
-                continue
-            try:
-                accepted.append(self.prepare(incoming))
-            except messages.ProtocolError as exc:
-                self.metrics.inc("messages_rejected", label=exc.reason)
-                rejected.append(Rejected(incoming.topic, exc.reason, exc.detail, incoming.payload))
-                log.warning("rejected message on %s: %s", incoming.topic, exc)
+        raw = [(i.topic, i.payload) for i in batch]
         attempt = 0
         while True:
             try:
                 began = time.monotonic()
-                result = await self.in_store(self.store.commit, accepted, rejected)
+                result: IngestResult = await self.in_store("ingest", raw)
                 self.metrics.observe("store_commit_seconds", time.monotonic() - began)
                 self.metrics.observe("write_batch_messages", len(batch))
                 break
-            except Exception:
+            except StoreWorkerError as exc:
                 attempt += 1
                 self.metrics.inc("store_errors")
-                log.exception("store commit failed (attempt %d); nothing acknowledged, retrying", attempt)
+                log.error("store commit failed (attempt %d), nothing acknowledged, retrying: %s",
+                          attempt, exc)
                 await asyncio.sleep(STORE_RETRY_S)
         done = time.monotonic()
         self.metrics.observe_many("commit_latency_seconds", [done - i.received for i in batch])
-        self.metrics.inc("messages_committed", sum(result.inserted))
-        self.metrics.inc("messages_duplicate", len(result.inserted) - sum(result.inserted))
+        self.metrics.inc("messages_committed", result.new)
+        self.metrics.inc("messages_duplicate", result.duplicate)
+        if result.empty:
+            self.metrics.inc("messages_empty", result.empty)
+        for reason, count in result.rejected.items():
+            self.metrics.inc("messages_rejected", count, label=reason)
+        for topic, problem in result.rejected_examples:
+            log.warning("rejected message on %s: %s", topic, problem)
         for incoming in batch:
             self.broker.ack(incoming.mid, incoming.qos)
-        self._send_event_acks(accepted)
+        self._send_event_acks(result.event_keys)
         if self.sync is not None:
             self.sync.wake.set()
 
-    def _send_event_acks(self, accepted: list[Accepted]) -> None:
-        by_device: dict[str, list[list[Any]]] = {}
-        for acc in accepted:
-            if messages.is_event(acc.kind):
-                by_device.setdefault(acc.device, []).append([acc.boot, acc.seq])
+    def _send_event_acks(self, by_device: dict[str, list[list[Any]]]) -> None:
         for device, keys in by_device.items():
             topic = topics.down(self.settings.school, device, topics.EVENT_ACK)
             for i in range(0, len(keys), EACK_KEYS_PER_MESSAGE):
@@ -175,7 +146,7 @@ class Gateway:
     async def _presence(self) -> None:
         while True:
             await asyncio.sleep(self.settings.presence_check_s)
-            gone = await self.in_store(self.store.mark_missing, self.settings.missed_health_periods)
+            gone = await self.in_store("mark_missing", self.settings.missed_health_periods)
             for device in gone:
                 log.warning("device %s missed %d health periods: offline",
                             device, self.settings.missed_health_periods)
@@ -184,11 +155,11 @@ class Gateway:
 
     async def _gauges(self) -> None:
         while True:
-            count, age = await self.in_store(self.store.backlog)
+            count, age = await self.in_store("backlog")
             self.metrics.set("backlog_records", count)
             self.metrics.set("backlog_age_seconds", round(age, 3))
             self.metrics.set("broker_connected", 1 if self.broker.connected.is_set() else 0)
-            devices = await self.in_store(self.store.devices)
+            devices = await self.in_store("devices")
             self.metrics.set("devices_known", len(devices))
             self.metrics.set("devices_online", sum(1 for d in devices if d["presence"] == "online"))
             await asyncio.sleep(1.0)
@@ -233,7 +204,8 @@ class Gateway:
                 self._loop.add_signal_handler(sig, self.request_stop)
             except (NotImplementedError, RuntimeError):
                 pass
-        self.sync = CloudSync(self.settings, self.store, self.in_store, self.metrics)
+        await asyncio.get_running_loop().run_in_executor(self._executor, self.store.start)
+        self.sync = CloudSync(self.settings, self.in_store, self.metrics)
         log.info("gateway for school %s starting; store %s", self.settings.school, self.settings.db_path)
         self.broker.start()
         started = time.monotonic()

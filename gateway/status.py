@@ -66,8 +66,8 @@ def create_status_app(gateway: Gateway) -> FastAPI:
     app = FastAPI(title=f"ClassOps gateway {gateway.settings.school}", docs_url=None, redoc_url=None)
 
     async def snapshot() -> dict:
-        devices = await gateway.in_store(gateway.store.devices)
-        backlog = await gateway.in_store(gateway.store.backlog)
+        devices = await gateway.in_store("devices")
+        backlog = await gateway.in_store("backlog")
         return status_snapshot(gateway, devices, backlog)
 
     @app.get("/api/status")

@@ -7,20 +7,18 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 
 from gateway.config import GatewaySettings
 from gateway.errors import CloudError
 from gateway.metrics import Metrics
-from gateway.store import Store
 
 log = logging.getLogger(__name__)
 
 SYNC_PATH = "/api/v1/gateway/sync"
 
-T = TypeVar("T")
 StoreCall = Callable[..., Awaitable[Any]]
 
 
@@ -32,10 +30,9 @@ def backoff_delay(attempt: int, low: float, high: float) -> float:
 class CloudSync:
     """Pushes the store's pending records to the cloud; a posted batch that fails is sent again."""
 
-    def __init__(self, settings: GatewaySettings, store: Store, run_in_store: StoreCall,
+    def __init__(self, settings: GatewaySettings, run_in_store: StoreCall,
                  metrics: Metrics, client: httpx.AsyncClient | None = None) -> None:
         self._settings = settings
-        self._store = store
         self._run = run_in_store
         self._metrics = metrics
         self._client = client or httpx.AsyncClient(
@@ -78,7 +75,7 @@ class CloudSync:
         cloud = self._settings.cloud
         failures = 0
         while True:
-            records = await self._run(self._store.pending, cloud.batch_size)
+            records = await self._run("pending", cloud.batch_size)
             idle_for = time.monotonic() - self.last_ok if self.last_ok is not None else None
             if not records and idle_for is not None and idle_for < cloud.heartbeat_s:
                 self.wake.clear()
@@ -100,7 +97,7 @@ class CloudSync:
                 log.info("cloud reachable again after %d failed attempts", failures)
             failures = 0
             self.last_ok = time.monotonic()
-            await self._run(self._store.mark_synced, confirmed, rejected)
+            await self._run("mark_synced", confirmed, rejected)
             self._metrics.inc("records_synced", len(confirmed))
             for _, reason in rejected:
                 self._metrics.inc("records_rejected_by_cloud", label=reason)

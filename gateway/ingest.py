@@ -1,0 +1,194 @@
+"""The store side of ingest, in a process of its own.
+
+Validating, pseudonymising and committing a message costs about as much Python time as paho's reading
+and acknowledging it. In one process the two share one interpreter lock and each halves the other's
+speed; with the store in its own process, the broker link and the store each have a core.
+
+The gateway talks to the worker with one request at a time over a pipe; a request is a Store method or
+`ingest`, which takes raw broker messages and returns what the gateway needs to acknowledge them.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import multiprocessing
+import multiprocessing.connection
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from gateway.config import GatewaySettings
+from gateway.errors import GatewayError
+from gateway.privacy import card_pseudonym
+from gateway.store import Accepted, Rejected, Store
+from protocol import messages, topics
+
+log = logging.getLogger(__name__)
+
+WORKER_START_TIMEOUT_S = 60.0
+REJECTIONS_LOGGED_PER_BATCH = 5
+
+
+class StoreWorkerError(GatewayError):
+    """The store worker failed a request, or died."""
+
+
+@functools.lru_cache(maxsize=65536)
+def _parse_topic(topic: str) -> tuple[str, str, str, str]:
+    # A school's devices publish on a few hundred topics all day; parse each once.
+    return topics.parse(topic)  # type: ignore[no-any-return]
+
+
+@dataclass
+class IngestResult:
+    """What one batch did, for the gateway's acks, eacks and metrics."""
+
+    new: int = 0
+    duplicate: int = 0
+    empty: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    rejected_examples: list[tuple[str, str]] = field(default_factory=list)
+    event_keys: dict[str, list[list[Any]]] = field(default_factory=dict)
+    presence_changes: list[tuple[str, str]] = field(default_factory=list)
+
+
+class Ingestor:
+    """Turns raw broker messages into committed records."""
+
+    def __init__(self, settings: GatewaySettings, store: Store) -> None:
+        self._school = settings.school
+        self._secret = settings.school_secret
+        self.store = store
+
+    def prepare(self, topic: str, payload: bytes) -> Accepted:
+        """Validate a delivered message and make it storable; raise ProtocolError if it is bad."""
+        school, _device, msg = messages.decode_uplink(topic, payload, orjson.loads, _parse_topic)
+        if school != self._school:
+            raise messages.ProtocolError(messages.BAD_TOPIC, f"message for school {school}")
+        if msg["kind"] == messages.ATTENDANCE:
+            msg["card"] = card_pseudonym(self._secret, msg["card"])
+        return Accepted.from_message(msg)
+
+    def ingest(self, raw: list[tuple[str, bytes]], now: float | None = None) -> IngestResult:
+        """Validate and commit a batch in one transaction; bad messages go to the quarantine."""
+        result = IngestResult()
+        accepted: list[Accepted] = []
+        rejected: list[Rejected] = []
+        for topic, payload in raw:
+            if not payload:
+                # An empty retained message is how an admin clears a topic; it carries no data.
+                result.empty += 1
+                continue
+            try:
+                accepted.append(self.prepare(topic, payload))
+            except messages.ProtocolError as exc:
+                result.rejected[exc.reason] = result.rejected.get(exc.reason, 0) + 1
+                rejected.append(Rejected(topic, exc.reason, exc.detail, payload))
+                if len(result.rejected_examples) < REJECTIONS_LOGGED_PER_BATCH:
+                    result.rejected_examples.append((topic, str(exc)))
+        commit = self.store.commit(accepted, rejected, now)
+        result.new = sum(commit.inserted)
+        result.duplicate = len(commit.inserted) - result.new
+        result.presence_changes = commit.presence_changes
+        for acc in accepted:
+            if messages.is_event(acc.kind):
+                # Replays are acknowledged again: the device must be told to let go of them too.
+                result.event_keys.setdefault(acc.device, []).append([acc.boot, acc.seq])
+        return result
+
+
+def _worker_main(conn: multiprocessing.connection.Connection, settings: GatewaySettings) -> None:
+    # Ctrl-C reaches the whole process group; the gateway decides when the worker stops.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    store = Store(settings.db_path)
+    ingestor = Ingestor(settings, store)
+    conn.send(("ready", None))
+    try:
+        while True:
+            try:
+                method, args = conn.recv()
+            except EOFError:
+                return
+            try:
+                if method == "ingest":
+                    reply: tuple[str, Any] = ("ok", ingestor.ingest(*args))
+                else:
+                    reply = ("ok", getattr(store, method)(*args))
+            except Exception as exc:
+                reply = ("error", f"{type(exc).__name__}: {exc}")
+            try:
+                conn.send(reply)
+            except (BrokenPipeError, EOFError, OSError):
+                return
+    finally:
+        store.close()
+
+
+class StoreWorker:
+    """The gateway's handle on its store process; calls are blocking and must not overlap."""
+
+    def __init__(self, settings: GatewaySettings) -> None:
+        self._settings = settings
+        self._ctx = multiprocessing.get_context("spawn")
+        self._lock = threading.Lock()
+        self._conn: multiprocessing.connection.Connection | None = None
+        self._process: Any = None
+        self.restarts = 0
+
+    def start(self) -> None:
+        """Start the worker and wait until its store is open."""
+        settings = self._settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        parent, child = self._ctx.Pipe()
+        process = self._ctx.Process(target=_worker_main, args=(child, settings), name="classops-store",
+                                    daemon=True)
+        process.start()
+        child.close()
+        if not parent.poll(WORKER_START_TIMEOUT_S):
+            process.kill()
+            raise StoreWorkerError(f"the store worker did not open {settings.db_path} in time")
+        try:
+            parent.recv()
+        except EOFError as exc:
+            raise StoreWorkerError(f"the store worker could not open {settings.db_path}") from exc
+        self._conn, self._process = parent, process
+
+    def call(self, method: str, *args: Any) -> Any:
+        """Run a Store method (or `ingest`) in the worker and return its result."""
+        with self._lock:
+            if self._conn is None or not self._process.is_alive():
+                self._restart()
+            assert self._conn is not None
+            try:
+                self._conn.send((method, args))
+                status, value = self._conn.recv()
+            except (EOFError, BrokenPipeError, OSError) as exc:
+                self._conn = None
+                raise StoreWorkerError(f"the store worker died during {method}") from exc
+        if status != "ok":
+            raise StoreWorkerError(f"store {method} failed: {value}")
+        return value
+
+    def _restart(self) -> None:
+        if self._process is not None:
+            log.error("store worker exited with %s; starting a new one", self._process.exitcode)
+            self.restarts += 1
+            time.sleep(min(5.0, 0.5 * self.restarts))
+        self.start()
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Let the worker finish what it is doing and exit."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+            if self._process is not None:
+                self._process.join(timeout)
+                if self._process.is_alive():
+                    self._process.kill()
+                    self._process.join()
