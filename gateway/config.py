@@ -24,6 +24,7 @@ class BrokerSettings(BaseModel):
     password: str = ""
     client_id: str = ""
     keepalive_s: int = Field(default=30, ge=5, le=3600)
+    device_secret: str = Field(default="", description="derives each device's MQTT password")
 
 
 class CloudSettings(BaseModel):

@@ -109,6 +109,17 @@ def device_acl_prefix(school, device):
     )
 
 
+def broker_acl(school):
+    """Mosquitto ACL rules for a school: (gateway read, gateway write, device write, device read).
+
+    The device rules are patterns in which %u stands for the user name, which is the device id.
+    """
+    _check(school, "+", wildcard=True)
+    base = "/".join((ROOT, VERSION, school))
+    return (base + "/" + UP + "/+/+", base + "/" + DOWN + "/+/+",
+            base + "/" + UP + "/%u/#", base + "/" + DOWN + "/%u/#")
+
+
 def parse(topic):
     """Split a ClassOps topic into (school, direction, device, leaf); raise TopicError otherwise."""
     parts = topic.split("/")

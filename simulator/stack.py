@@ -20,6 +20,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from gateway.broker_config import mosquitto_conf
+
 STOP_TIMEOUT_S = 10.0
 
 
@@ -131,41 +133,19 @@ class ManagedProcess:
             raise StackError(f"{self.name} exited with {code}:\n{self.log_tail()}")
 
 
-def mosquitto_conf(port: int, data_dir: Path, *, host: str = "127.0.0.1", persistence: bool = False,
-                   password_file: Path | None = None, acl_file: Path | None = None) -> str:
-    """A Mosquitto configuration tuned for a school: a gateway consumes QoS 1 at full speed."""
-    lines = [
-        f"listener {port} {host}",
-        "set_tcp_nodelay true",
-        "max_inflight_messages 1000",
-        "max_queued_messages 200000",
-        "max_packet_size 65536",
-        f"persistence {'true' if persistence else 'false'}",
-        f"persistence_location {data_dir}/",
-        "log_dest stdout",
-        "log_type error",
-        "log_type warning",
-        "log_type notice",
-        "log_timestamp true",
-    ]
-    if password_file is not None:
-        lines += ["allow_anonymous false", f"password_file {password_file}"]
-    else:
-        lines.append("allow_anonymous true")
-    if acl_file is not None:
-        lines.append(f"acl_file {acl_file}")
-    return "\n".join(lines) + "\n"
-
-
 class Mosquitto(ManagedProcess):
     """A real Mosquitto broker on its own port, that can be stopped and started again."""
 
-    def __init__(self, workdir: Path, port: int | None = None, persistence: bool = False) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, persistence: bool = False,
+                 password_file: Path | None = None, acl_file: Path | None = None) -> None:
         self.port = port or free_port()
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         conf = workdir / "mosquitto.conf"
-        conf.write_text(mosquitto_conf(self.port, workdir, persistence=persistence))
+        # Run as root would otherwise drop to the `mosquitto` user, who cannot read a private work dir.
+        conf.write_text(mosquitto_conf(self.port, workdir, host="127.0.0.1", persistence=persistence,
+                                       password_file=password_file, acl_file=acl_file,
+                                       run_as="root" if os.geteuid() == 0 else None))
         super().__init__("mosquitto", [mosquitto_binary(), "-c", str(conf)], workdir / "mosquitto.log")
 
     def start(self, timeout: float = 10.0) -> None:
