@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 WRITE_BATCH = 2000
 STORE_RETRY_S = 1.0
-EACK_KEYS_PER_MESSAGE = 100
+EACK_KEYS_PER_MESSAGE = 32
 
 
 
@@ -132,7 +132,7 @@ class Gateway:
         for device, keys in by_device.items():
             topic = topics.down(self.settings.school, device, topics.EVENT_ACK)
             for i in range(0, len(keys), EACK_KEYS_PER_MESSAGE):
-                # Built from keys the store just validated; no need to check them again.
+                # Built from keys the store just validated; small enough for a device to decode in its heap.
                 payload = orjson.dumps(messages.event_ack(keys[i:i + EACK_KEYS_PER_MESSAGE]))
                 # QoS 0: a lost ack only makes the device send the event again, and the store drops
                 # the copy by its key.

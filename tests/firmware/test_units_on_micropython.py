@@ -1,0 +1,44 @@
+"""Firmware modules checked on the MicroPython unix port itself: the ring buffer and the MQTT client."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from simulator.firmware import firmware_dir, micropython_binary, mpy_cross_binary, repo_root
+from tests.support.broker import free_port
+
+CHECKS = Path(__file__).parent / "micropython"
+
+
+def _run(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, MICROPYPATH=os.pathsep.join((".frozen", str(firmware_dir()), str(repo_root()))))
+    return subprocess.run([micropython_binary(), "-X", "heapsize=256K", str(CHECKS / script), *args],
+                          capture_output=True, text=True, timeout=60, env=env, check=False)
+
+
+def test_ring_buffer_on_micropython(tmp_path):
+    done = _run("check_ringbuf.py", str(tmp_path))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("ok check_") == 6, done.stdout
+
+
+def test_mqtt_client_bytes_on_micropython():
+    done = _run("check_mqtt.py", *(str(free_port()) for _ in range(4)))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("ok check_") == 4, done.stdout
+    assert not done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("source", sorted(p for folder in (firmware_dir(), repo_root() / "protocol")
+                                          for p in folder.rglob("*.py")),
+                         ids=lambda p: str(p.relative_to(repo_root())))
+def test_compiles_with_mpy_cross(source, tmp_path):
+    compiler = mpy_cross_binary()
+    assert compiler, "mpy-cross is not installed"
+    done = subprocess.run([compiler, "-o", str(tmp_path / "out.mpy"), str(source)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
