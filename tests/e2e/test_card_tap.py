@@ -26,26 +26,32 @@ class County:
     """Broker, cloud and one school's gateway as real processes, torn down whatever happens."""
 
     def __init__(self, root: Path) -> None:
+        self.root = root
         self.secret = secrets.token_hex(16)
         self.broker = Mosquitto(root / "broker")
         self.cloud = CloudServer(root / "cloud")
+        self.gateway: GatewayProcess | None = None
+        self.school = VirtualSchool(root / "devices", school=SCHOOL, broker_port=self.broker.port,
+                                    devices=2, health_s=2, seed=7)
+        self.token = ""
+
+    def start(self) -> None:
         self.broker.start()
         self.cloud.start()
         self.cloud.add_school(SCHOOL, "No. 1 Primary")
         self.cloud.add_user("admin1", "school-pass-123", "school_admin", SCHOOL)
         creds = self.cloud.add_gateway(SCHOOL)
-        self.gateway = GatewayProcess(root / "gateway", school=SCHOOL, school_secret=self.secret,
+        self.gateway = GatewayProcess(self.root / "gateway", school=SCHOOL, school_secret=self.secret,
                                       broker_port=self.broker.port, cloud_url=self.cloud.url,
                                       cloud_token=creds["token"])
         self.gateway.start()
         self.token = self.cloud.login("admin1", "school-pass-123")
-        self.school = VirtualSchool(root / "devices", school=SCHOOL, broker_port=self.broker.port,
-                                    devices=2, health_s=2, seed=7)
 
     def stop(self) -> None:
         self.school.stop()
         for part in (self.gateway, self.cloud, self.broker):
-            part.stop()
+            if part is not None:
+                part.stop()
 
     def api(self, path: str) -> object:
         status, body = http_json("GET", self.cloud.url + path, token=self.token)
@@ -60,6 +66,7 @@ class County:
     def settled(self, after: float) -> bool:
         """True once every device has reported an empty event buffer since `after` and the gateway has
         nothing left for the cloud: from then on no event can still be on its way."""
+        assert self.gateway is not None
         with sqlite3.connect(f"file:{self.gateway.db_path}?mode=ro", uri=True) as db:
             backlog = db.execute("SELECT COUNT(*) FROM record WHERE sync_state = 0").fetchone()[0]
             rows = db.execute(
@@ -80,6 +87,7 @@ class County:
 def county(tmp_path: Path):
     c = County(tmp_path)
     try:
+        c.start()
         yield c
     finally:
         c.stop()
@@ -98,6 +106,7 @@ def test_every_tap_arrives_exactly_once_through_gateway_kill_and_broker_restart(
 
     tap_round(county)
 
+    assert county.gateway is not None
     county.gateway.kill()
     tap_round(county)
     county.gateway.start()

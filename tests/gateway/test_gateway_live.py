@@ -80,9 +80,9 @@ class Observer:
 def world(tmp_path: Path) -> Iterator[tuple[Mosquitto, CloudServer, Path, str]]:
     broker = Mosquitto(tmp_path / "broker")
     cloud = CloudServer(tmp_path / "cloud")
-    broker.start()
-    cloud.start()
     try:
+        broker.start()
+        cloud.start()
         cloud.add_school(SCHOOL, "Test school")
         cloud.add_user("admin42", "school-pass-123", "school_admin", SCHOOL)
         token = cloud.add_gateway(SCHOOL)["token"]
