@@ -19,6 +19,7 @@ from gateway.broker import BrokerLink, Incoming
 from gateway.config import GatewaySettings
 from gateway.ingest import IngestResult, StoreWorker, StoreWorkerError
 from gateway.metrics import Metrics
+from gateway.store import PRUNE_CHUNK
 from gateway.sync import CloudSync
 from protocol import messages, topics
 
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 WRITE_BATCH = 2000
 STORE_RETRY_S = 1.0
 EACK_KEYS_PER_MESSAGE = 32
+PRUNE_EVERY_S = 60.0
 
 
 
@@ -87,6 +89,7 @@ class Gateway:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.broker = BrokerLink(settings, self._inbox.put, self.metrics)
         self.sync: CloudSync | None = None
+        self.priority_sync: CloudSync | None = None
         self._stopping = asyncio.Event()
         self._status: Any = None
         self.status_port: int | None = None
@@ -118,6 +121,11 @@ class Gateway:
         self.metrics.inc("messages_duplicate", result.duplicate)
         if result.empty:
             self.metrics.inc("messages_empty", result.empty)
+        if result.samples_downsampled:
+            self.metrics.inc("samples_downsampled", result.samples_downsampled)
+        if result.samples_refused:
+            self.metrics.inc("samples_refused", result.samples_refused)
+        self.metrics.set("store_quota_used_ratio", round(result.store_usage, 4))
         for reason, count in result.rejected.items():
             self.metrics.inc("messages_rejected", count, label=reason)
         for topic, problem in result.rejected_examples:
@@ -125,8 +133,7 @@ class Gateway:
         for incoming in batch:
             self.broker.ack(incoming.mid, incoming.qos)
         self._send_event_acks(result.event_keys)
-        if self.sync is not None:
-            self.sync.wake.set()
+        self._wake_sync()
 
     def _send_event_acks(self, by_device: dict[str, list[list[Any]]]) -> None:
         for device, keys in by_device.items():
@@ -139,6 +146,11 @@ class Gateway:
                 self.broker.publish(topic, payload, qos=0)
             self.metrics.inc("event_acks_sent", len(keys))
 
+    def _wake_sync(self) -> None:
+        for lane in (self.sync, self.priority_sync):
+            if lane is not None:
+                lane.wake.set()
+
     async def _writer(self) -> None:
         while True:
             await self._write_batch(await self._inbox.take(WRITE_BATCH))
@@ -150,8 +162,16 @@ class Gateway:
             for device in gone:
                 log.warning("device %s missed %d health periods: offline",
                             device, self.settings.missed_health_periods)
-            if gone and self.sync is not None:
-                self.sync.wake.set()
+            if gone:
+                self._wake_sync()
+
+    async def _retention(self) -> None:
+        while True:
+            deleted = await self.in_store("prune")
+            if deleted:
+                self.metrics.inc("records_pruned", deleted)
+            # A full chunk means more may be waiting; otherwise there is no hurry.
+            await asyncio.sleep(0.5 if deleted >= PRUNE_CHUNK else PRUNE_EVERY_S)
 
     async def _gauges(self) -> None:
         while True:
@@ -205,7 +225,8 @@ class Gateway:
             except (NotImplementedError, RuntimeError):
                 pass
         await asyncio.get_running_loop().run_in_executor(self._executor, self.store.start)
-        self.sync = CloudSync(self.settings, self.in_store, self.metrics)
+        self.sync = CloudSync(self.settings, self.in_store, self.metrics, lane="bulk")
+        self.priority_sync = CloudSync(self.settings, self.in_store, self.metrics, lane="priority")
         log.info("gateway for school %s starting; store %s", self.settings.school, self.settings.db_path)
         self.broker.start()
         started = time.monotonic()
@@ -214,8 +235,10 @@ class Gateway:
                 workers = [
                     tasks.create_task(self._writer(), name="store-writer"),
                     tasks.create_task(self.sync.run(), name="cloud-sync"),
+                    tasks.create_task(self.priority_sync.run(), name="cloud-sync-priority"),
                     tasks.create_task(self._presence(), name="presence"),
                     tasks.create_task(self._gauges(), name="gauges"),
+                    tasks.create_task(self._retention(), name="retention"),
                 ]
                 if self.settings.status.enabled:
                     workers.append(tasks.create_task(self._status_server(), name="status-server"))
@@ -228,6 +251,7 @@ class Gateway:
         finally:
             self.broker.stop()
             await self.sync.aclose()
+            await self.priority_sync.aclose()
             self._executor.shutdown(wait=True)
             self.store.close()
             log.info("gateway stopped after %.0fs", time.monotonic() - started)

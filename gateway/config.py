@@ -41,6 +41,18 @@ class CloudSettings(BaseModel):
     backoff_max_s: float = Field(default=30.0, gt=0)
 
 
+class StoreSettings(BaseModel):
+    """The store's disk quota and what happens as it fills."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_mb: float = Field(default=2048.0, gt=0, description="disk the store may use")
+    retention_days: float = Field(default=7.0, ge=0, description="how long synced records are kept")
+    downsample_at: float = Field(default=0.7, gt=0, le=1, description="share of the quota")
+    refuse_samples_at: float = Field(default=0.9, gt=0, le=1, description="share of the quota")
+    downsample_interval_s: float = Field(default=300.0, gt=0, description="one sample per device per ...")
+
+
 class StatusSettings(BaseModel):
     """The local status page and Prometheus endpoint."""
 
@@ -64,6 +76,7 @@ class GatewaySettings(BaseSettings):
     broker: BrokerSettings = BrokerSettings()
     cloud: CloudSettings = CloudSettings()
     status: StatusSettings = StatusSettings()
+    store: StoreSettings = StoreSettings()
     presence_check_s: float = Field(default=5.0, gt=0)
     missed_health_periods: int = Field(default=3, ge=1)
 
@@ -97,27 +110,58 @@ class GatewaySettings(BaseSettings):
         return self.data_dir / "gateway.db"
 
 
-def _describe(exc: ValidationError) -> str:
+def _line_of(text: str, loc: tuple[Any, ...]) -> int | None:
+    """Line number of the key at `loc` (e.g. ("broker", "port")) in a TOML text, when it is there."""
+    if not loc:
+        return None
+    table, key = tuple(str(p) for p in loc[:-1]), str(loc[-1])
+    current: tuple[str, ...] = ()
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if line.startswith("[") and line.endswith("]"):
+            current = tuple(part.strip() for part in line.strip("[]").split("."))
+            if current == (*table, key):
+                return number
+        elif current == table and line.split("=", 1)[0].strip().strip('"') == key and "=" in line:
+            return number
+    return None
+
+
+_FIXES = {
+    "missing": "add it",
+    "extra_forbidden": "remove it, or check its spelling",
+}
+
+
+def _describe(exc: ValidationError, text: str) -> str:
     lines = []
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        lines.append(f"  {where}: {err['msg']}")
+        number = _line_of(text, tuple(err["loc"]))
+        at = f"line {number}: " if number else ""
+        fix = _FIXES.get(err["type"])
+        lines.append(f"  {at}{where}: {err['msg']}" + (f" ({fix})" if fix else ""))
     return "\n".join(lines)
 
 
 def load_settings(path: Path | None, **overrides: Any) -> GatewaySettings:
     """Read and validate the gateway's TOML file; raise ConfigError with a message naming the fix."""
     data: dict[str, Any] = {}
+    text = ""
     if path is not None:
         try:
-            with open(path, "rb") as fh:
-                data = tomllib.load(fh)
+            text = Path(path).read_text(encoding="utf-8")
+            data = tomllib.loads(text)
         except FileNotFoundError as exc:
             raise ConfigError(f"gateway config {path}: no such file") from exc
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"gateway config {path}: cannot be read: {exc}") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"gateway config {path}: not valid TOML: {exc}") from exc
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return GatewaySettings(**data)
     except ValidationError as exc:
-        raise ConfigError(f"gateway config {path or '(environment)'} is invalid:\n{_describe(exc)}") from exc
+        raise ConfigError(
+            f"gateway config {path or '(environment)'} is invalid:\n{_describe(exc, text)}"
+        ) from exc

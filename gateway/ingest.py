@@ -55,14 +55,28 @@ class IngestResult:
     rejected_examples: list[tuple[str, str]] = field(default_factory=list)
     event_keys: dict[str, list[list[Any]]] = field(default_factory=dict)
     presence_changes: list[tuple[str, str]] = field(default_factory=list)
+    samples_downsampled: int = 0
+    samples_refused: int = 0
+    store_usage: float = 0.0
 
 
 class Ingestor:
-    """Turns raw broker messages into committed records."""
+    """Turns raw broker messages into committed records, keeping the store inside its quota.
+
+    As the store fills, samples give way so that events never have to: above `downsample_at` of the
+    quota each device keeps one health and one telemetry sample per `downsample_interval_s`; above
+    `refuse_samples_at` samples are refused and the gateway raises a `store_quota` alarm, cleared once
+    usage is back under `downsample_at`. Events are never refused here; only a truly full disk stops
+    them, and then nothing is acknowledged and the devices keep them.
+    """
 
     def __init__(self, settings: GatewaySettings, store: Store) -> None:
         self._school = settings.school
         self._secret = settings.school_secret
+        self._quota = settings.store
+        self._quota_bytes = settings.store.max_mb * 1024 * 1024
+        self._last_kept: dict[tuple[str, str], float] = {}
+        self._quota_alarm = False
         self.store = store
 
     def prepare(self, topic: str, payload: bytes) -> Accepted:
@@ -91,6 +105,11 @@ class Ingestor:
                 rejected.append(Rejected(topic, exc.reason, exc.detail, payload))
                 if len(result.rejected_examples) < REJECTIONS_LOGGED_PER_BATCH:
                     result.rejected_examples.append((topic, str(exc)))
+        usage = self.store.usage_bytes() / self._quota_bytes
+        result.store_usage = usage
+        self._check_quota_alarm(usage, now)
+        if usage >= self._quota.downsample_at:
+            accepted = self._shed_samples(accepted, usage, result, now)
         commit = self.store.commit(accepted, rejected, now)
         result.new = sum(commit.inserted)
         result.duplicate = len(commit.inserted) - result.new
@@ -100,6 +119,41 @@ class Ingestor:
                 # Replays are acknowledged again: the device must be told to let go of them too.
                 result.event_keys.setdefault(acc.device, []).append([acc.boot, acc.seq])
         return result
+
+
+    def _shed_samples(self, accepted: list[Accepted], usage: float, result: IngestResult,
+                      now: float | None) -> list[Accepted]:
+        now = time.time() if now is None else now
+        kept = []
+        for acc in accepted:
+            if acc.kind not in messages.SAMPLE_KINDS:
+                kept.append(acc)
+            elif usage >= self._quota.refuse_samples_at:
+                result.samples_refused += 1
+            else:
+                slot = (acc.device, acc.kind)
+                if now - self._last_kept.get(slot, 0.0) >= self._quota.downsample_interval_s:
+                    self._last_kept[slot] = now
+                    kept.append(acc)
+                else:
+                    result.samples_downsampled += 1
+        return kept
+
+    def _check_quota_alarm(self, usage: float, now: float | None) -> None:
+        if not self._quota_alarm and usage >= self._quota.refuse_samples_at:
+            self._quota_alarm = True
+            self.store.gateway_alarm("store_quota", "raise",
+                                     f"store at {usage:.0%} of its quota: samples are refused", now)
+        elif self._quota_alarm and usage < self._quota.downsample_at:
+            self._quota_alarm = False
+            self.store.gateway_alarm("store_quota", "clear", f"store back at {usage:.0%} of its quota", now)
+
+    def prune(self, now: float | None = None) -> int:
+        """Delete synced records past their retention; under quota pressure, any synced records."""
+        now = time.time() if now is None else now
+        usage = self.store.usage_bytes() / self._quota_bytes
+        horizon = now if usage >= self._quota.downsample_at else now - self._quota.retention_days * 86400
+        return self.store.prune(horizon)
 
 
 def _worker_main(conn: multiprocessing.connection.Connection, settings: GatewaySettings) -> None:
@@ -115,8 +169,8 @@ def _worker_main(conn: multiprocessing.connection.Connection, settings: GatewayS
             except EOFError:
                 return
             try:
-                if method == "ingest":
-                    reply: tuple[str, Any] = ("ok", ingestor.ingest(*args))
+                if method in ("ingest", "prune"):
+                    reply: tuple[str, Any] = ("ok", getattr(ingestor, method)(*args))
                 else:
                     reply = ("ok", getattr(store, method)(*args))
             except Exception as exc:

@@ -22,15 +22,19 @@ from protocol import messages
 PENDING, CONFIRMED, REJECTED = 0, 1, 2
 QUARANTINE_KEEP = 1000
 INSERT_CHUNK = 500
+PRUNE_CHUNK = 5000
+# Alarms and command acks reach the cloud ahead of any backlog of samples: the priority lane.
+PRIORITY_KINDS = ("alarm", "ack", "gateway_alarm")
+GATEWAY_ALARM = "gateway_alarm"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS record (
     gseq INTEGER PRIMARY KEY AUTOINCREMENT,
     kind TEXT NOT NULL,
-    device TEXT NOT NULL,
+    device TEXT,
     boot TEXT,
     seq INTEGER,
-    device_no INTEGER NOT NULL,
+    device_no INTEGER,
     boot_no INTEGER,
     ts REAL NOT NULL,
     body TEXT NOT NULL,
@@ -42,6 +46,9 @@ CREATE TABLE IF NOT EXISTS record (
 -- The key (device, boot, seq) as integers: half the cost per insert of the same index on text.
 CREATE UNIQUE INDEX IF NOT EXISTS record_key ON record(device_no, boot_no, seq) WHERE seq IS NOT NULL;
 CREATE INDEX IF NOT EXISTS record_pending ON record(gseq) WHERE sync_state = 0;
+CREATE INDEX IF NOT EXISTS record_priority ON record(gseq)
+    WHERE sync_state = 0 AND kind IN ('alarm', 'ack', 'gateway_alarm');
+CREATE INDEX IF NOT EXISTS record_synced ON record(synced_at) WHERE sync_state != 0;
 CREATE TABLE IF NOT EXISTS device (
     no INTEGER PRIMARY KEY,
     id TEXT NOT NULL UNIQUE,
@@ -298,10 +305,18 @@ class Store:
             raise
         return [r[0] for r in rows]
 
-    def pending(self, limit: int) -> list[dict[str, Any]]:
-        """The oldest records not yet confirmed by the cloud, as sync records."""
+    def pending(self, limit: int, lane: str = "all") -> list[dict[str, Any]]:
+        """The oldest records not yet confirmed by the cloud, as sync records.
+
+        `lane` is "priority" (alarms and acks only), "bulk" (everything else) or "all".
+        """
+        where = {
+            "all": "",
+            "priority": "AND kind IN ('alarm', 'ack', 'gateway_alarm')",
+            "bulk": "AND kind NOT IN ('alarm', 'ack', 'gateway_alarm')",
+        }[lane]
         rows = self._db.execute(
-            "SELECT gseq, kind, device, boot, seq, ts, body FROM record WHERE sync_state = 0 "
+            f"SELECT gseq, kind, device, boot, seq, ts, body FROM record WHERE sync_state = 0 {where} "
             "ORDER BY gseq LIMIT ?",
             (limit,),
         ).fetchall()
@@ -332,6 +347,34 @@ class Store:
         except BaseException:
             cur.execute("ROLLBACK")
             raise
+
+    def gateway_alarm(self, code: str, state: str, detail: str, now: float | None = None) -> None:
+        """Record an alarm about the gateway itself (not a device), for the cloud."""
+        now = time.time() if now is None else now
+        body = json.dumps({"code": code, "state": state, "detail": detail})
+        with self._db:
+            self._db.execute(
+                "INSERT INTO record(kind, ts, body, received_at) VALUES (?, ?, ?, ?)",
+                (GATEWAY_ALARM, now, body, now),
+            )
+        self._pending += 1
+
+    def usage_bytes(self) -> int:
+        """Bytes of the database in use (free pages not counted)."""
+        (pages,) = self._db.execute("PRAGMA page_count").fetchone()
+        (free,) = self._db.execute("PRAGMA freelist_count").fetchone()
+        (size,) = self._db.execute("PRAGMA page_size").fetchone()
+        return int((pages - free) * size)
+
+    def prune(self, older_than: float, limit: int = PRUNE_CHUNK) -> int:
+        """Delete up to `limit` records the cloud has answered for before `older_than` (epoch s)."""
+        with self._db:
+            cur = self._db.execute(
+                "DELETE FROM record WHERE gseq IN (SELECT gseq FROM record WHERE sync_state != 0 "
+                "AND synced_at < ? ORDER BY synced_at LIMIT ?)",
+                (older_than, limit),
+            )
+        return cur.rowcount
 
     def backlog(self) -> tuple[int, float]:
         """(number of records waiting for the cloud, age in seconds of the oldest)."""

@@ -18,6 +18,7 @@ from gateway.metrics import Metrics
 log = logging.getLogger(__name__)
 
 SYNC_PATH = "/api/v1/gateway/sync"
+PRIORITY_POLL_S = 5.0
 
 StoreCall = Callable[..., Awaitable[Any]]
 
@@ -28,12 +29,18 @@ def backoff_delay(attempt: int, low: float, high: float) -> float:
 
 
 class CloudSync:
-    """Pushes the store's pending records to the cloud; a posted batch that fails is sent again."""
+    """Pushes the store's pending records to the cloud; a posted batch that fails is sent again.
+
+    Two run at once: the priority lane carries alarms and command acks the moment they are committed,
+    whatever backlog of samples and attendance the bulk lane is still working through; the bulk lane
+    carries everything else, oldest first, and sends the heartbeat when there is nothing to send.
+    """
 
     def __init__(self, settings: GatewaySettings, run_in_store: StoreCall,
-                 metrics: Metrics, client: httpx.AsyncClient | None = None) -> None:
+                 metrics: Metrics, client: httpx.AsyncClient | None = None, lane: str = "bulk") -> None:
         self._settings = settings
         self._run = run_in_store
+        self.lane = lane
         self._metrics = metrics
         self._client = client or httpx.AsyncClient(
             base_url=settings.cloud.url, timeout=settings.cloud.timeout_s
@@ -75,12 +82,14 @@ class CloudSync:
         cloud = self._settings.cloud
         failures = 0
         while True:
-            records = await self._run("pending", cloud.batch_size)
+            self.wake.clear()
+            records = await self._run("pending", cloud.batch_size, self.lane)
             idle_for = time.monotonic() - self.last_ok if self.last_ok is not None else None
-            if not records and idle_for is not None and idle_for < cloud.heartbeat_s:
-                self.wake.clear()
+            heartbeat_due = idle_for is None or idle_for >= cloud.heartbeat_s
+            if not records and (self.lane == "priority" or not heartbeat_due):
+                wait = PRIORITY_POLL_S if self.lane == "priority" else cloud.heartbeat_s - (idle_for or 0.0)
                 try:
-                    await asyncio.wait_for(self.wake.wait(), cloud.heartbeat_s - idle_for)
+                    await asyncio.wait_for(self.wake.wait(), wait)
                 except TimeoutError:
                     pass
                 continue
@@ -88,9 +97,10 @@ class CloudSync:
                 confirmed, rejected = await self.push(records)
             except CloudError as exc:
                 failures += 1
-                self._metrics.inc("sync_failures")
+                self._metrics.inc("sync_failures", label=self.lane)
                 delay = backoff_delay(failures - 1, cloud.backoff_min_s, cloud.backoff_max_s)
-                log.warning("sync failed (attempt %d, retry in %.1fs): %s", failures, delay, exc)
+                log.warning("%s sync failed (attempt %d, retry in %.1fs): %s",
+                            self.lane, failures, delay, exc)
                 await asyncio.sleep(delay)
                 continue
             if failures:

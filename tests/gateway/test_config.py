@@ -43,13 +43,18 @@ def test_each_bad_field_is_named(tmp_path: Path) -> None:
     text = GOOD.replace('"S001"', '"bad code!"').replace("port = 1884", "port = 99999")
     with pytest.raises(ConfigError) as err:
         load_settings(write(tmp_path, text))
-    assert "school:" in str(err.value)
-    assert "broker.port:" in str(err.value)
+    assert "line 2: school:" in str(err.value)
+    assert "line 6: broker.port:" in str(err.value)
 
 
-def test_unknown_keys_are_refused(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="scool"):
+def test_unknown_keys_are_refused_with_their_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"line 12: cloud\.scool: .*check its spelling"):
         load_settings(write(tmp_path, GOOD + '\nscool = "typo"\n'))
+
+
+def test_a_missing_key_says_to_add_it(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"school_secret: Field required \(add it\)"):
+        load_settings(write(tmp_path, 'school = "S001"\n'))
 
 
 def test_a_missing_file_says_so(tmp_path: Path) -> None:

@@ -159,7 +159,7 @@ def test_records_wait_for_the_cloud_and_catch_up(world) -> None:
             observer.publish(topic, tap(seq, f"{seq:08x}"))
         # Committed and acknowledged to the device while the cloud is away.
         wait_for(lambda: len(observer.acked()) == 20, 10, "acks while the cloud is down")
-        wait_for(lambda: running.gateway.metrics.get("sync_failures") >= 1, 10, "a failed sync")
+        wait_for(lambda: running.gateway.metrics.get("sync_failures", "bulk") >= 1, 10, "a failed sync")
         assert backlog(running.gateway) == 20
         cloud.start()
         wait_for(lambda: backlog(running.gateway) == 0, 30, "the backlog to drain")
