@@ -1,0 +1,135 @@
+"""The store side of ingest: validation, pseudonyms, the quota policy and the priority lane."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gateway.config import GatewaySettings
+from gateway.ingest import Ingestor, StoreWorker, StoreWorkerError
+from gateway.privacy import card_pseudonym
+from gateway.store import Store
+from protocol import messages, topics
+
+SCHOOL = "S001"
+SECRET = "school-secret-0123456789"
+DEV = "esp32-246f28000001"
+BOOT = "00000001"
+
+
+def settings(tmp_path: Path, **store: float) -> GatewaySettings:
+    return GatewaySettings(school=SCHOOL, school_secret=SECRET, data_dir=tmp_path, store=store)
+
+
+def raw(kind: str, seq: int, **fields) -> tuple[str, bytes]:
+    base = {
+        messages.ATTENDANCE: {"card": f"{seq:08x}"},
+        messages.HEALTH: {"uptime_s": seq, "heap_free": 1, "heap_max_block": 1, "errors": {}, "buffered": 0},
+        messages.TELEMETRY: {"readings": {"temp_c": 21.0}},
+        messages.ALARM: {"code": "sensor_fault", "state": "raise"},
+        messages.BIRTH: {"role": "sensor", "fw": "1", "app": "1", "reset": "power_on", "health_s": 60},
+    }[kind]
+    base.update(fields)
+    msg = messages.message(kind, DEV, BOOT, seq, 1795454769 + seq, base)
+    return topics.up(SCHOOL, DEV, messages.leaf_of(kind)), messages.encode(msg)
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    s = Store(tmp_path / "gw.db")
+    yield s
+    s.close()
+
+
+def test_cards_are_stored_only_as_pseudonyms(tmp_path: Path, store: Store) -> None:
+    result = Ingestor(settings(tmp_path), store).ingest([raw(messages.ATTENDANCE, 1, card="04a1b2c3")])
+    assert result.new == 1 and result.event_keys == {DEV: [[BOOT, 1]]}
+    (record,) = store.pending(10)
+    assert record["body"]["card"] == card_pseudonym(SECRET, "04a1b2c3")
+    assert b"04a1b2c3" not in (tmp_path / "gw.db").read_bytes()
+
+
+def test_a_message_for_another_school_is_rejected(tmp_path: Path, store: Store) -> None:
+    topic, payload = raw(messages.ATTENDANCE, 1)
+    result = Ingestor(settings(tmp_path), store).ingest([(topic.replace(SCHOOL, "S999"), payload)])
+    assert result.rejected == {messages.BAD_TOPIC: 1}
+    assert store.pending(10) == []
+
+
+def test_a_filling_store_sheds_samples_never_events(tmp_path: Path, store: Store) -> None:
+    # A quota the empty store already fills to about 80%: samples are down-sampled, events all kept.
+    quota_mb = store.usage_bytes() / 0.8 / 1024 / 1024
+    ingestor = Ingestor(settings(tmp_path, max_mb=quota_mb, downsample_at=0.7, refuse_samples_at=0.99,
+                                 downsample_interval_s=3600), store)
+    ingestor.ingest([raw(messages.BIRTH, 0)])
+    batch = [raw(messages.HEALTH, seq) for seq in range(1, 11)]
+    batch += [raw(messages.ATTENDANCE, seq) for seq in range(11, 21)]
+    result = ingestor.ingest(batch)
+    assert result.samples_downsampled == 9
+    assert result.new == 11
+    kinds = [r["kind"] for r in store.pending(100)]
+    assert kinds.count("attendance") == 10 and kinds.count("health") == 1
+
+
+def test_a_full_store_refuses_samples_and_raises_one_alarm_until_pruned(tmp_path: Path, store: Store) -> None:
+    quota_mb = 2 * store.usage_bytes() / 1024 / 1024
+    ingestor = Ingestor(settings(tmp_path, max_mb=quota_mb, retention_days=7), store)
+    ingestor.ingest([raw(messages.BIRTH, 0)])
+    seq = 1
+    while store.usage_bytes() < 0.9 * quota_mb * 1024 * 1024:
+        result = ingestor.ingest([raw(messages.ATTENDANCE, s) for s in range(seq, seq + 20)])
+        assert result.new == 20
+        seq += 20
+    for _ in range(3):
+        result = ingestor.ingest([raw(messages.HEALTH, seq), raw(messages.ATTENDANCE, seq + 1)])
+        assert result.samples_refused == 1 and result.new == 1
+        seq += 2
+    alarms = [r["body"] for r in store.pending(1000, "priority") if r["kind"] == "gateway_alarm"]
+    assert [(a["code"], a["state"]) for a in alarms] == [("store_quota", "raise")]
+    # Once the cloud has everything, pruning under pressure frees the space and the alarm clears.
+    store.mark_synced([r["gseq"] for r in store.pending(100_000)], [])
+    while ingestor.prune() > 0:
+        pass
+    assert ingestor.ingest([raw(messages.HEALTH, seq)]).new == 1
+    alarms = [r["body"]["state"] for r in store.pending(1000, "priority") if r["kind"] == "gateway_alarm"]
+    assert alarms == ["clear"]
+
+
+def test_the_priority_lane_carries_alarms_ahead_of_the_backlog(tmp_path: Path, store: Store) -> None:
+    ingestor = Ingestor(settings(tmp_path), store)
+    ingestor.ingest([raw(messages.BIRTH, 0)] + [raw(messages.ATTENDANCE, s) for s in range(1, 101)])
+    ingestor.ingest([raw(messages.ALARM, 101)])
+    assert [r["kind"] for r in store.pending(10, "priority")] == ["alarm"]
+    bulk = store.pending(1000, "bulk")
+    assert len(bulk) == 101 and "alarm" not in {r["kind"] for r in bulk}
+
+
+def test_synced_records_are_pruned_after_their_retention(tmp_path: Path, store: Store) -> None:
+    ingestor = Ingestor(settings(tmp_path, retention_days=1), store)
+    ingestor.ingest([raw(messages.BIRTH, 0), raw(messages.ATTENDANCE, 1), raw(messages.ATTENDANCE, 2)])
+    first, *_ = store.pending(10)
+    store.mark_synced([first["gseq"]], [], now=1000.0)
+    assert ingestor.prune(now=1000.0 + 3600) == 0
+    assert ingestor.prune(now=1000.0 + 86400 + 1) == 1
+    assert len(store.pending(10)) == 2
+
+
+def test_the_worker_process_answers_and_reports_failures(tmp_path: Path) -> None:
+    worker = StoreWorker(settings(tmp_path))
+    worker.start()
+    try:
+        result = worker.call("ingest", [raw(messages.BIRTH, 0), (topics.up(SCHOOL, DEV, "health"), b"{")])
+        assert result.new == 1 and result.rejected == {messages.BAD_JSON: 1}
+        assert worker.call("backlog")[0] == 1
+        with pytest.raises(StoreWorkerError, match="no_such_method"):
+            worker.call("no_such_method")
+        # A worker that dies is replaced on the next call, and the store is still there.
+        worker._process.kill()
+        worker._process.join()
+        assert worker.call("backlog")[0] == 1
+        assert worker.restarts == 1
+        assert json.loads(json.dumps(worker.call("devices")))[0]["id"] == DEV
+    finally:
+        worker.close()
