@@ -91,8 +91,8 @@ class Accepted:
             kind=msg["kind"],
             device=msg["device"],
             boot=msg["boot"],
-            seq=msg.get("seq"),
-            ts=float(msg.get("ts", time.time())),
+            seq=None if msg["kind"] == messages.WILL else msg["seq"],
+            ts=time.time() if msg["kind"] == messages.WILL else float(msg["ts"]),
             body={k: v for k, v in msg.items() if k not in _ENVELOPE},
         )
 

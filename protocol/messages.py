@@ -36,6 +36,34 @@ ROLES = ("sensor", "attendance", "blackboard")
 ALARM_STATES = ("raise", "clear")
 ACK_RESULTS = ("ok", "error", "expired", "rejected")
 
+# Command names the firmware carries out (docs/protocol.md, "Commands", lists their args). A device
+# answers any other name with result `rejected`; so does a role that a command is not for.
+PING = "ping"
+REBOOT = "reboot"
+SET_CONFIG = "set_config"
+OTA = "ota"
+POWER_ON = "power_on"
+POWER_OFF = "power_off"
+SET_INPUT = "set_input"
+SET_SCHEDULE = "set_schedule"
+COMMAND_NAMES = (PING, REBOOT, SET_CONFIG, OTA, POWER_ON, POWER_OFF, SET_INPUT, SET_SCHEDULE)
+# Commands only a blackboard controller accepts.
+BLACKBOARD_COMMANDS = (POWER_ON, POWER_OFF, SET_INPUT, SET_SCHEDULE)
+
+# Alarm codes devices raise and clear themselves (docs/protocol.md, "Alarm codes").
+SENSOR_FAULT = "sensor_fault"
+READER_FAULT = "reader_fault"
+DISPLAY_NO_ANSWER = "display_no_answer"
+DISPLAY_POWER_FAULT = "display_power_fault"
+DISPLAY_POWER_MISMATCH = "display_power_mismatch"
+CONFIG_INVALID = "config_invalid"
+CONFIG_REJECTED = "config_rejected"
+SAFE_MODE = "safe_mode"
+ALARM_CODES = (
+    SENSOR_FAULT, READER_FAULT, DISPLAY_NO_ANSWER, DISPLAY_POWER_FAULT, DISPLAY_POWER_MISMATCH,
+    CONFIG_INVALID, CONFIG_REJECTED, SAFE_MODE,
+)
+
 # Reasons a message is refused; the gateway counts rejections by these names.
 BAD_JSON = "bad_json"
 BAD_TOPIC = "bad_topic"
@@ -58,6 +86,7 @@ _SCHEMAS = {
     BIRTH: _ENVELOPE + (
         ("role", "s", True), ("fw", "s", True), ("app", "s", True), ("reset", "s", True),
         ("health_s", "i", True), ("clock_ok", "b", False), ("config_version", "i", False),
+        ("safe_mode", "b", False),
     ),
     WILL: (("device", "s", True), ("boot", "s", True)),
     HEALTH: _ENVELOPE + (
@@ -130,14 +159,16 @@ def _type_ok(value, code):
     return isinstance(value, list)
 
 
-def _check_values(kind, msg):
-    if "device" in msg and not topics.is_device_id(msg["device"]):
+def _check_values(kind, msg, schema):
+    # Only fields of this kind's schema are checked: their types are known to be right by now.
+    names = [entry[0] for entry in schema]
+    if "device" in names and not topics.is_device_id(msg["device"]):
         raise ProtocolError(BAD_FIELD, "device is not esp32-<12 hex>")
-    if "boot" in msg and not is_boot_id(msg["boot"]):
+    if "boot" in names and not is_boot_id(msg["boot"]):
         raise ProtocolError(BAD_FIELD, "boot is not 8 hex digits")
-    if "seq" in msg and msg["seq"] < 0:
+    if "seq" in names and msg["seq"] < 0:
         raise ProtocolError(BAD_FIELD, "seq is negative")
-    if "ts" in msg and msg["ts"] < 0:
+    if "ts" in names and msg["ts"] < 0:
         raise ProtocolError(BAD_FIELD, "ts is negative")
     if kind == BIRTH and msg["role"] not in ROLES:
         raise ProtocolError(BAD_FIELD, "role must be one of " + ", ".join(ROLES))
@@ -182,7 +213,7 @@ def validate(msg, leaf=None):
                 raise ProtocolError(MISSING_FIELD, "%s needs field %s" % (kind, field))
         elif not _type_ok(msg[field], code):
             raise ProtocolError(BAD_FIELD, "%s.%s has the wrong type" % (kind, field))
-    _check_values(kind, msg)
+    _check_values(kind, msg, schema)
     return msg
 
 
