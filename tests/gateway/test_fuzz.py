@@ -22,7 +22,8 @@ DEV = "esp32-246f28000001"
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (st.lists(children, max_size=4)
+                      | st.dictionaries(st.text(max_size=8), children, max_size=4)),
     max_leaves=12,
 )
 kinds = st.sampled_from([*messages.UP_KINDS, *messages.DOWN_KINDS, "nonsense"])
