@@ -121,6 +121,8 @@ class Gateway:
         self.metrics.inc("messages_duplicate", result.duplicate)
         if result.empty:
             self.metrics.inc("messages_empty", result.empty)
+        if result.alarms_changed:
+            self.metrics.inc("alarms_changed", result.alarms_changed)
         if result.samples_downsampled:
             self.metrics.inc("samples_downsampled", result.samples_downsampled)
         if result.samples_refused:
@@ -163,6 +165,14 @@ class Gateway:
                 log.warning("device %s missed %d health periods: offline",
                             device, self.settings.missed_health_periods)
             if gone:
+                self._wake_sync()
+
+    async def _rules(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.rules.evaluate_every_s)
+            changed = await self.in_store("evaluate_rules")
+            if changed:
+                self.metrics.inc("alarms_changed", changed)
                 self._wake_sync()
 
     async def _retention(self) -> None:
@@ -239,6 +249,7 @@ class Gateway:
                     tasks.create_task(self._presence(), name="presence"),
                     tasks.create_task(self._gauges(), name="gauges"),
                     tasks.create_task(self._retention(), name="retention"),
+                    tasks.create_task(self._rules(), name="edge-rules"),
                 ]
                 if self.settings.status.enabled:
                     workers.append(tasks.create_task(self._status_server(), name="status-server"))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import tomllib
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from gateway.errors import ConfigError
@@ -53,6 +55,79 @@ class StoreSettings(BaseModel):
     downsample_interval_s: float = Field(default=300.0, gt=0, description="one sample per device per ...")
 
 
+class CalendarSettings(BaseModel):
+    """The school's timetable, for rules that matter only while classes are on."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    timezone: str = "Asia/Shanghai"
+    weekdays: list[int] = Field(default=[1, 2, 3, 4, 5], description="ISO weekdays, Monday = 1")
+    hours: tuple[dt.time, dt.time] = (dt.time(7, 30), dt.time(17, 30))
+    holidays: list[dt.date] = Field(default_factory=list)
+    school_days: list[dt.date] = Field(default_factory=list, description="make-up days on a weekend")
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}; for example Asia/Shanghai") from exc
+        return value
+
+    @field_validator("weekdays")
+    @classmethod
+    def _weekdays(cls, value: list[int]) -> list[int]:
+        if any(d < 1 or d > 7 for d in value):
+            raise ValueError("weekdays are 1 (Monday) to 7 (Sunday)")
+        return value
+
+
+class RangeRule(BaseModel):
+    """A reading's allowed range; an alarm clears only once the value is back past the clear level."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reading: str
+    high: float | None = None
+    clear_high: float | None = None
+    low: float | None = None
+    clear_low: float | None = None
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> RangeRule:
+        if self.high is None and self.low is None:
+            raise ValueError(f"range for {self.reading} needs high or low")
+        if self.high is not None:
+            self.clear_high = self.high if self.clear_high is None else self.clear_high
+            if self.clear_high > self.high:
+                raise ValueError(f"{self.reading}: clear_high must not be above high")
+        if self.low is not None:
+            self.clear_low = self.low if self.clear_low is None else self.clear_low
+            if self.clear_low < self.low:
+                raise ValueError(f"{self.reading}: clear_low must not be below low")
+        return self
+
+
+def _default_ranges() -> list[RangeRule]:
+    # Classroom limits after China's indoor air quality standard (GB/T 18883) and common practice.
+    return [
+        RangeRule(reading="co2_ppm", high=1500, clear_high=1200),
+        RangeRule(reading="pm25_ugm3", high=75, clear_high=50),
+        RangeRule(reading="temp_c", high=35, clear_high=33, low=10, clear_low=12),
+    ]
+
+
+class RulesSettings(BaseModel):
+    """The edge rules' tunables."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    offline_grace_s: float = Field(default=300.0, ge=0)
+    evaluate_every_s: float = Field(default=10.0, gt=0)
+    ranges: list[RangeRule] = Field(default_factory=_default_ranges)
+
+
 class StatusSettings(BaseModel):
     """The local status page and Prometheus endpoint."""
 
@@ -77,6 +152,8 @@ class GatewaySettings(BaseSettings):
     cloud: CloudSettings = CloudSettings()
     status: StatusSettings = StatusSettings()
     store: StoreSettings = StoreSettings()
+    calendar: CalendarSettings = CalendarSettings()
+    rules: RulesSettings = RulesSettings()
     presence_check_s: float = Field(default=5.0, gt=0)
     missed_health_periods: int = Field(default=3, ge=1)
 

@@ -25,6 +25,7 @@ import orjson
 from gateway.config import GatewaySettings
 from gateway.errors import GatewayError
 from gateway.privacy import card_pseudonym
+from gateway.rules import RuleEngine
 from gateway.store import Accepted, Rejected, Store
 from protocol import messages, topics
 
@@ -55,6 +56,7 @@ class IngestResult:
     rejected_examples: list[tuple[str, str]] = field(default_factory=list)
     event_keys: dict[str, list[list[Any]]] = field(default_factory=dict)
     presence_changes: list[tuple[str, str]] = field(default_factory=list)
+    alarms_changed: int = 0
     samples_downsampled: int = 0
     samples_refused: int = 0
     store_usage: float = 0.0
@@ -78,6 +80,7 @@ class Ingestor:
         self._last_kept: dict[tuple[str, str], float] = {}
         self._quota_alarm = False
         self.store = store
+        self.rules = RuleEngine(settings, store)
 
     def prepare(self, topic: str, payload: bytes) -> Accepted:
         """Validate a delivered message and make it storable; raise ProtocolError if it is bad."""
@@ -114,7 +117,10 @@ class Ingestor:
         result.new = sum(commit.inserted)
         result.duplicate = len(commit.inserted) - result.new
         result.presence_changes = commit.presence_changes
-        for acc in accepted:
+        now = time.time() if now is None else now
+        for acc, new in zip(accepted, commit.inserted, strict=True):
+            if new and acc.kind == messages.TELEMETRY:
+                result.alarms_changed += self.rules.on_telemetry(acc.device, acc.body, now)
             if messages.is_event(acc.kind):
                 # Replays are acknowledged again: the device must be told to let go of them too.
                 result.event_keys.setdefault(acc.device, []).append([acc.boot, acc.seq])
@@ -148,6 +154,10 @@ class Ingestor:
             self._quota_alarm = False
             self.store.gateway_alarm("store_quota", "clear", f"store back at {usage:.0%} of its quota", now)
 
+    def evaluate_rules(self, now: float | None = None) -> int:
+        """Run the time-driven edge rules; return how many alarms were raised or cleared."""
+        return self.rules.evaluate(time.time() if now is None else now)
+
     def prune(self, now: float | None = None) -> int:
         """Delete synced records past their retention; under quota pressure, any synced records."""
         now = time.time() if now is None else now
@@ -169,7 +179,7 @@ def _worker_main(conn: multiprocessing.connection.Connection, settings: GatewayS
             except EOFError:
                 return
             try:
-                if method in ("ingest", "prune"):
+                if method in ("ingest", "prune", "evaluate_rules"):
                     reply: tuple[str, Any] = ("ok", getattr(ingestor, method)(*args))
                 else:
                     reply = ("ok", getattr(store, method)(*args))

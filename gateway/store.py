@@ -60,6 +60,13 @@ CREATE TABLE IF NOT EXISTS device (
     health_s INTEGER,
     last_health TEXT
 );
+CREATE TABLE IF NOT EXISTS alarm_state (
+    device TEXT NOT NULL,
+    code TEXT NOT NULL,
+    raised_at REAL NOT NULL,
+    detail TEXT NOT NULL,
+    PRIMARY KEY (device, code)
+);
 CREATE TABLE IF NOT EXISTS quarantine (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     received_at REAL NOT NULL,
@@ -348,16 +355,47 @@ class Store:
             cur.execute("ROLLBACK")
             raise
 
-    def gateway_alarm(self, code: str, state: str, detail: str, now: float | None = None) -> None:
-        """Record an alarm about the gateway itself (not a device), for the cloud."""
+    def gateway_alarm(self, code: str, state: str, detail: str, now: float | None = None,
+                      device: str | None = None) -> None:
+        """Record an alarm the gateway raised or cleared (about itself, or a device), for the cloud."""
         now = time.time() if now is None else now
         body = json.dumps({"code": code, "state": state, "detail": detail})
         with self._db:
             self._db.execute(
-                "INSERT INTO record(kind, ts, body, received_at) VALUES (?, ?, ?, ?)",
-                (GATEWAY_ALARM, now, body, now),
+                "INSERT INTO record(kind, device, ts, body, received_at) VALUES (?, ?, ?, ?, ?)",
+                (GATEWAY_ALARM, device, now, body, now),
             )
         self._pending += 1
+
+    def set_alarm(self, device: str, code: str, active: bool, detail: str, now: float | None = None) -> bool:
+        """Raise or clear an edge alarm on a device; True if that changed anything (each is sent once)."""
+        now = time.time() if now is None else now
+        with self._db:
+            if active:
+                changed = self._db.execute(
+                    "INSERT OR IGNORE INTO alarm_state(device, code, raised_at, detail) VALUES (?,?,?,?)",
+                    (device, code, now, detail),
+                ).rowcount == 1
+            else:
+                changed = self._db.execute(
+                    "DELETE FROM alarm_state WHERE device=? AND code=?", (device, code)
+                ).rowcount == 1
+            if changed:
+                self._db.execute(
+                    "INSERT INTO record(kind, device, ts, body, received_at) VALUES (?, ?, ?, ?, ?)",
+                    (GATEWAY_ALARM, device, now,
+                     json.dumps({"code": code, "state": "raise" if active else "clear", "detail": detail}), now),
+                )
+                self._pending += 1
+        return changed
+
+    def active_alarms(self, device: str | None = None, prefix: str = "") -> list[str]:
+        """Codes of the active edge alarms (of one device), optionally only those starting `prefix`."""
+        rows = self._db.execute(
+            "SELECT device, code FROM alarm_state WHERE (? IS NULL OR device = ?) AND code LIKE ? ORDER BY code",
+            (device, device, prefix + "%"),
+        ).fetchall()
+        return [code if device else f"{dev}/{code}" for dev, code in rows]
 
     def usage_bytes(self) -> int:
         """Bytes of the database in use (free pages not counted)."""
