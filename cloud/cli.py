@@ -5,6 +5,8 @@ import json
 import logging
 import os
 import sys
+from datetime import timedelta
+from pathlib import Path
 
 from sqlmodel import Session
 
@@ -13,6 +15,7 @@ from cloud.core.config import Settings
 from cloud.core.db import create_db_engine, upgrade_database
 from cloud.errors import AlreadyExists, CloudError
 from cloud.models import ROLES
+from cloud.tabular import read_table
 
 logger = logging.getLogger(__name__)
 
@@ -21,9 +24,7 @@ NEW_PASSWORD_ENV = "CLASSOPS_CLOUD_NEW_PASSWORD"
 
 def _settings(args: argparse.Namespace) -> Settings:
     overrides = {
-        name: getattr(args, name)
-        for name in ("database_url", "host", "port")
-        if getattr(args, name, None) is not None
+        name: getattr(args, name) for name in ("database_url", "host", "port") if getattr(args, name, None) is not None
     }
     return Settings(**overrides)
 
@@ -59,11 +60,42 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_add_city(args: argparse.Namespace) -> int:
+    """Register a city; an existing one is left as it is."""
+    with _session(args) as session:
+        try:
+            crud.create_city(session, actor=crud.Actor.cli(), code=args.code, name=args.name)
+        except AlreadyExists:
+            print(f"city {args.code} already exists")
+            return 0
+    print(f"city {args.code} added")
+    return 0
+
+
+def cmd_add_district(args: argparse.Namespace) -> int:
+    """Register a county or district of a city; an existing one is left as it is."""
+    with _session(args) as session:
+        try:
+            crud.create_district(session, actor=crud.Actor.cli(), code=args.code, city_code=args.city, name=args.name)
+        except AlreadyExists:
+            print(f"district {args.code} already exists")
+            return 0
+    print(f"district {args.code} added")
+    return 0
+
+
 def cmd_add_school(args: argparse.Namespace) -> int:
     """Register a school; an existing one is left as it is."""
     with _session(args) as session:
         try:
-            school = crud.create_school(session, code=args.code, name=args.name, timezone=args.timezone)
+            school = crud.create_school(
+                session,
+                actor=crud.Actor.cli(),
+                code=args.code,
+                name=args.name,
+                timezone=args.timezone,
+                district_code=args.district,
+            )
         except AlreadyExists:
             print(f"school {args.code} already exists")
             return 0
@@ -74,7 +106,7 @@ def cmd_add_school(args: argparse.Namespace) -> int:
 def cmd_add_gateway(args: argparse.Namespace) -> int:
     """Register a gateway and print its id and token as JSON: the one time the token is shown."""
     with _session(args) as session:
-        gateway, token = crud.create_gateway(session, school_code=args.school, name=args.name)
+        gateway, token = crud.create_gateway(session, actor=crud.Actor.cli(), school_code=args.school, name=args.name)
     print(json.dumps({"gateway_id": gateway.id, "token": token}))
     return 0
 
@@ -87,9 +119,67 @@ def cmd_add_user(args: argparse.Namespace) -> int:
         return 2
     with _session(args) as session:
         user = crud.create_user(
-            session, username=args.username, password=password, role=args.role, school_code=args.school
+            session,
+            actor=crud.Actor.cli(),
+            username=args.username,
+            password=password,
+            role=args.role,
+            school_code=args.school,
+            district_code=args.district,
         )
     print(f"user {user.username} added with role {user.role}")
+    return 0
+
+
+def cmd_import_assets(args: argparse.Namespace) -> int:
+    """Import devices from a CSV or XLSX file; print the report; exit 1 if any row was refused."""
+    settings = _settings(args)
+    path = Path(args.file)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        print(f"error: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    if len(data) > settings.max_import_bytes:
+        print(f"error: {path} is larger than {settings.max_import_bytes} bytes; split it", file=sys.stderr)
+        return 2
+    table = read_table(data, max_rows=settings.max_import_rows)
+    with _session(args) as session:
+        report = crud.import_devices(
+            session,
+            actor=crud.Actor.cli(),
+            table=table,
+            dry_run=args.dry_run,
+            create_rooms=args.create_rooms,
+        )
+    if args.json:
+        print(report.model_dump_json(indent=2))
+    else:
+        for problem in report.errors:
+            column = f", {problem.column}" if problem.column else ""
+            print(f"row {problem.row}{column}: {problem.message}")
+        verb = "would be" if report.dry_run else "were"
+        print(
+            f"{report.rows} rows: {report.created} devices {verb} created, {report.updated} updated, "
+            f"{len(report.errors)} problems"
+        )
+    return 1 if report.errors else 0
+
+
+def cmd_maintenance(args: argparse.Namespace) -> int:
+    """Roll up health history by the hour and delete what is past its retention."""
+    settings = _settings(args)
+    with _session(args) as session:
+        report = crud.run_maintenance(
+            session,
+            actor=crud.Actor.cli(),
+            sample_retention=timedelta(days=settings.sample_retention_days),
+            rollup_retention=timedelta(days=settings.rollup_retention_days),
+        )
+    if report is None:
+        print("another process is running maintenance; nothing done")
+        return 0
+    print(json.dumps(report.model_dump()))
     return 0
 
 
@@ -108,7 +198,7 @@ def _handled(command):
 
 
 def add_commands(commands) -> None:
-    """Add serve, migrate, add-school, add-gateway and add-user to an argparse subparsers object."""
+    """Add the cloud's commands (serve, migrate, the registry's add-*, import-assets, maintenance)."""
     database = argparse.ArgumentParser(add_help=False)
     database.add_argument("--database-url", help="SQLAlchemy URL (default: CLASSOPS_CLOUD_DATABASE_URL)")
 
@@ -120,15 +210,25 @@ def add_commands(commands) -> None:
     migrate = commands.add_parser("migrate", parents=[database], help="bring the schema up to date")
     migrate.set_defaults(func=_handled(cmd_migrate))
 
+    city = commands.add_parser("add-city", parents=[database], help="register a city")
+    city.add_argument("--code", required=True, help="the city's code")
+    city.add_argument("--name", required=True, help="the city's name")
+    city.set_defaults(func=_handled(cmd_add_city))
+
+    district = commands.add_parser("add-district", parents=[database], help="register a county or district")
+    district.add_argument("--code", required=True, help="the district's code")
+    district.add_argument("--city", required=True, help="the code of its city")
+    district.add_argument("--name", required=True, help="the district's name")
+    district.set_defaults(func=_handled(cmd_add_district))
+
     school = commands.add_parser("add-school", parents=[database], help="register a school")
     school.add_argument("--code", required=True, help="the school's code")
     school.add_argument("--name", required=True, help="the school's name")
     school.add_argument("--timezone", default="Asia/Shanghai", help="IANA zone (default Asia/Shanghai)")
+    school.add_argument("--district", help="the code of the school's county or district")
     school.set_defaults(func=_handled(cmd_add_school))
 
-    gateway = commands.add_parser(
-        "add-gateway", parents=[database], help="register a gateway; prints its token once"
-    )
+    gateway = commands.add_parser("add-gateway", parents=[database], help="register a gateway; prints its token once")
     gateway.add_argument("--school", required=True, help="the code of the gateway's school")
     gateway.add_argument("--name", help="a name for people")
     gateway.set_defaults(func=_handled(cmd_add_gateway))
@@ -138,7 +238,27 @@ def add_commands(commands) -> None:
     user.add_argument("--password", help=f"default: the environment variable {NEW_PASSWORD_ENV}")
     user.add_argument("--role", required=True, choices=ROLES)
     user.add_argument("--school", help="the school of a school_admin")
+    user.add_argument("--district", help="the district of a county_admin or auditor (none: every school of the city)")
     user.set_defaults(func=_handled(cmd_add_user))
+
+    assets = commands.add_parser(
+        "import-assets",
+        parents=[database],
+        help="import devices from a CSV or XLSX file",
+        description="Register or update a device per row. Columns: device_id and school (required); "
+        "building and classroom (names), model, vendor, serial, asset_tag, purchase_date, warranty_end, "
+        "firmware, role. Rows with errors are skipped and listed; the exit status is 1 if there were any.",
+    )
+    assets.add_argument("file", help="the .csv or .xlsx file")
+    assets.add_argument("--dry-run", action="store_true", help="check every row and change nothing")
+    assets.add_argument("--create-rooms", action="store_true", help="create missing buildings and classrooms")
+    assets.add_argument("--json", action="store_true", help="print the report as JSON")
+    assets.set_defaults(func=_handled(cmd_import_assets))
+
+    maintenance = commands.add_parser(
+        "maintenance", parents=[database], help="roll up health history and prune what is past retention"
+    )
+    maintenance.set_defaults(func=_handled(cmd_maintenance))
 
 
 def register(parts) -> None:

@@ -23,3 +23,7 @@ class AlreadyExists(CloudError):
 
 class UnsupportedDatabase(CloudError):
     """The database URL names a dialect the cloud does not run on."""
+
+
+class InUse(CloudError):
+    """The thing cannot be removed or changed so while other records still refer to it."""

@@ -1,23 +1,37 @@
 """The FastAPI application."""
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI, Request, status
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
+from sqlalchemy import Engine
+from sqlalchemy.exc import DataError
+from sqlmodel import Session
 
+from cloud import crud
 from cloud.api.main import api_router
+from cloud.api.ratelimit import TokenBuckets
 from cloud.core.config import Settings
 from cloud.core.db import create_db_engine, upgrade_database
-from cloud.errors import AccessDenied, AlreadyExists, CloudError, InvalidInput, NotFound
+from cloud.errors import AccessDenied, AlreadyExists, CloudError, InUse, InvalidInput, NotFound
+from protocol import topics
+
+logger = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v1"
 
-_STATUS_OF_ERROR: tuple[tuple[type[CloudError], int], ...] = (
+_STATUS_OF_ERROR: tuple[tuple[type[Exception], int], ...] = (
     (NotFound, status.HTTP_404_NOT_FOUND),
     (AccessDenied, status.HTTP_403_FORBIDDEN),
     (AlreadyExists, status.HTTP_409_CONFLICT),
+    (InUse, status.HTTP_409_CONFLICT),
     (InvalidInput, status.HTTP_422_UNPROCESSABLE_CONTENT),
+    (CloudError, status.HTTP_400_BAD_REQUEST),
 )
 
 
@@ -28,6 +42,38 @@ def _error_handler(status_code: int):
     return handle
 
 
+async def _data_error(_request: Request, exc: Exception) -> JSONResponse:
+    # A value the checks let through but the database column cannot hold (e.g. an integer too large).
+    logger.warning("database refused a value: %s", exc)
+    return JSONResponse(
+        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+        content={"detail": "a value is out of range for what the service stores"},
+    )
+
+
+def maintenance_once(engine: Engine, settings: Settings) -> None:
+    """One roll-up and pruning run, as the app's background task does it."""
+    with Session(engine) as session:
+        report = crud.run_maintenance(
+            session,
+            actor=crud.Actor(kind="system", name="maintenance"),
+            sample_retention=timedelta(days=settings.sample_retention_days),
+            rollup_retention=timedelta(days=settings.rollup_retention_days),
+        )
+    if report is not None:
+        logger.info("maintenance run", extra=report.model_dump())
+
+
+async def _maintain(engine: Engine, settings: Settings) -> None:
+    while True:
+        await asyncio.sleep(settings.maintenance_interval_s)
+        try:
+            await asyncio.to_thread(maintenance_once, engine, settings)
+        except Exception:
+            # A failed run is retried at the next interval; it must not end the loop.
+            logger.exception("maintenance run failed")
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The cloud API; its database is migrated to the newest schema when it starts."""
     settings = settings or Settings()
@@ -36,13 +82,32 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         upgrade_database(engine)
-        yield
-        engine.dispose()
+        task = None
+        if settings.maintenance_interval_s > 0:
+            task = asyncio.create_task(_maintain(engine, settings), name="maintenance")
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            engine.dispose()
 
-    app = FastAPI(title="ClassOps cloud", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(title="ClassOps cloud", version="0.2.0", lifespan=lifespan)
     app.state.settings = settings
     app.state.engine = engine
+    app.state.sync_limiter = TokenBuckets(rate=settings.sync_rate_per_s, burst=settings.sync_burst)
     for error, status_code in _STATUS_OF_ERROR:
         app.add_exception_handler(error, _error_handler(status_code))
+    app.add_exception_handler(DataError, _data_error)
     app.include_router(api_router, prefix=API_PREFIX)
+
+    @app.get("/d/{device_id}", tags=["devices"], response_class=RedirectResponse, status_code=307)
+    def device_landing(device_id: str) -> RedirectResponse:
+        """Where a device's QR label leads; the device's page in the API until the web console exists."""
+        if not topics.is_device_id(device_id):
+            raise NotFound(f"{device_id!r} is not a device id")
+        return RedirectResponse(f"{API_PREFIX}/devices/{device_id}", status_code=status.HTTP_307_TEMPORARY_REDIRECT)
+
     return app

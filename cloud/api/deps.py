@@ -3,13 +3,17 @@
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Path, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 
 from cloud import crud
 from cloud.core.config import Settings
-from cloud.models import Gateway, User
+from cloud.crud import Actor
+from cloud.models import MAX_ROW_ID, Gateway, User
+
+RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="the row's id")]
+Offset = Annotated[int, Query(ge=0, le=MAX_ROW_ID, description="rows to skip")]
 
 _bearer = HTTPBearer(auto_error=False, description="a login token, or a gateway's token for /gateway/sync")
 
@@ -65,3 +69,29 @@ def get_current_gateway(session: SessionDep, token: BearerToken) -> Gateway:
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
 CurrentGateway = Annotated[Gateway, Depends(get_current_gateway)]
+
+
+def client_ip(request: Request, settings: Settings) -> str | None:
+    """The address the request came from; behind a trusted proxy, the first X-Forwarded-For hop."""
+    if settings.trust_forwarded_for:
+        forwarded = request.headers.get("x-forwarded-for", "")
+        first = forwarded.split(",")[0].strip()
+        if first:
+            return first[:64]
+    return request.client.host if request.client else None
+
+
+def get_client_ip(request: Request, settings: SettingsDep) -> str | None:
+    """The client's address, for the audit log."""
+    return client_ip(request, settings)
+
+
+ClientIP = Annotated[str | None, Depends(get_client_ip)]
+
+
+def get_actor(user: CurrentUser, ip: ClientIP) -> Actor:
+    """The signed-in user as the author of a write."""
+    return Actor.of_user(user, ip)
+
+
+CurrentActor = Annotated[Actor, Depends(get_actor)]

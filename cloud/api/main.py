@@ -2,11 +2,40 @@
 
 from fastapi import APIRouter
 
-from cloud.api.routes import attendance, auth, devices, gateway_sync, health
+from cloud.api.routes import (
+    alarms,
+    attendance,
+    audit,
+    auth,
+    buildings,
+    cities,
+    classrooms,
+    devices,
+    districts,
+    gateway_sync,
+    gateways,
+    health,
+    imports,
+    roster,
+    schools,
+)
 
 api_router = APIRouter()
-api_router.include_router(health.router)
-api_router.include_router(auth.router)
-api_router.include_router(gateway_sync.router)
-api_router.include_router(devices.router)
-api_router.include_router(attendance.router)
+for module in (
+    health,
+    auth,
+    gateway_sync,
+    cities,
+    districts,
+    schools,
+    buildings,
+    classrooms,
+    gateways,
+    devices,
+    imports,
+    alarms,
+    attendance,
+    roster,
+    audit,
+):
+    api_router.include_router(module.router)

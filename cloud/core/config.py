@@ -23,6 +23,22 @@ class Settings(BaseSettings):
     access_token_ttl_minutes: int = 8 * 60
     max_sync_records: int = 5000
     sql_echo: bool = False
+    # Where people reach the service; QR labels encode <public_base_url>/d/<device id>.
+    public_base_url: str = "http://127.0.0.1:8000"
+    # A gateway silent for longer than this makes its school's devices "unknown" rather than offline.
+    gateway_stale_s: float = 120.0
+    # Token bucket per gateway on /gateway/sync: sustained batches per second, and the burst allowed.
+    sync_rate_per_s: float = 5.0
+    sync_burst: int = 60
+    # Health and telemetry samples are kept this long; hourly roll-ups much longer.
+    sample_retention_days: int = 31
+    rollup_retention_days: int = 2 * 366
+    # How often the app rolls up and prunes history; 0 leaves it to `classops cloud maintenance`.
+    maintenance_interval_s: float = 600.0
+    max_import_bytes: int = 10 * 1024 * 1024
+    max_import_rows: int = 50_000
+    # Behind a load balancer, the client's address is the first hop of X-Forwarded-For.
+    trust_forwarded_for: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> "Settings":
@@ -32,11 +48,25 @@ class Settings(BaseSettings):
             raise ValueError(f"database_url is not a database URL: {exc}") from exc
         if self.environment == "production" and url.password is not None:
             if url.password in WEAK_DATABASE_PASSWORDS:
-                raise ValueError(
-                    "database_url uses a default or weak password; set a strong one for production"
-                )
+                raise ValueError("database_url uses a default or weak password; set a strong one for production")
         if self.access_token_ttl_minutes <= 0:
             raise ValueError("access_token_ttl_minutes must be positive")
         if self.max_sync_records <= 0:
             raise ValueError("max_sync_records must be positive")
+        if not self.public_base_url.startswith(("http://", "https://")):
+            raise ValueError("public_base_url must start with http:// or https://")
+        self.public_base_url = self.public_base_url.rstrip("/")
+        for name in (
+            "gateway_stale_s",
+            "sync_rate_per_s",
+            "sync_burst",
+            "max_import_bytes",
+            "max_import_rows",
+        ):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+        if self.maintenance_interval_s < 0:
+            raise ValueError("maintenance_interval_s must be 0 (off) or positive")
+        if not 0 < self.sample_retention_days <= self.rollup_retention_days:
+            raise ValueError("sample_retention_days must be positive and at most rollup_retention_days")
         return self

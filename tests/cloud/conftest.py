@@ -1,8 +1,13 @@
 """Fixtures of the cloud tests: an app on a throwaway SQLite (or PostgreSQL) database, and its people."""
 
 import secrets
+import shutil
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -14,17 +19,21 @@ from sqlmodel import Session
 from cloud import crud
 from cloud.core import security
 from cloud.core.config import Settings
+from cloud.core.db import create_db_engine, upgrade_database
 from cloud.main import create_app
 
 POSTGRES_HOST = "127.0.0.1"
 POSTGRES_PORT = 5432
 POSTGRES_USERS = ("postgres", "root")
+# Databases made ahead of the tests that will use them.
+AHEAD = 3
 PASSWORD = "correct-horse-battery"
 DEVICE_A = "esp32-aabbccddee01"
 DEVICE_B = "esp32-aabbccddee02"
 DEVICE_C = "esp32-aabbccddee03"
 BOOT = "0badf00d"
 TS = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+CLI = crud.Actor.cli("test")
 
 
 @pytest.fixture(autouse=True)
@@ -33,41 +42,150 @@ def fast_bcrypt(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(security, "BCRYPT_ROUNDS", 4)
 
 
-def _postgres_admin() -> tuple[psycopg.Connection, str]:
+def _connect(user: str) -> psycopg.Connection:
+    return psycopg.connect(
+        host=POSTGRES_HOST,
+        port=POSTGRES_PORT,
+        user=user,
+        dbname="postgres",
+        autocommit=True,
+        connect_timeout=3,
+    )
+
+
+def _postgres_user() -> str:
+    """A superuser name the local server lets in, or skip the test with the reason."""
     errors = []
     for user in POSTGRES_USERS:
         try:
-            connection = psycopg.connect(
-                host=POSTGRES_HOST,
-                port=POSTGRES_PORT,
-                user=user,
-                dbname="postgres",
-                autocommit=True,
-                connect_timeout=3,
-            )
+            _connect(user).close()
         except psycopg.OperationalError as exc:
             errors.append(f"{user}: {exc}")
             continue
-        return connection, user
+        return user
     pytest.skip(f"no PostgreSQL server at {POSTGRES_HOST}:{POSTGRES_PORT} ({'; '.join(errors)})")
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """The URL of a PostgreSQL database made for one test and dropped after it."""
-    admin, user = _postgres_admin()
-    name = f"classops_test_{secrets.token_hex(6)}"
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield f"postgresql+psycopg://{user}@{POSTGRES_HOST}:{POSTGRES_PORT}/{name}"
-        finally:
+class DatabasePool:
+    """Throwaway databases copied from a migrated template, made one ahead and dropped in the background,
+    so that a test waits for neither."""
+
+    def __init__(self, user: str, template: str | None) -> None:
+        self._user = user
+        self._template = template
+        self._workers = ThreadPoolExecutor(max_workers=AHEAD + 1, thread_name_prefix="pgpool")
+        self._ahead: deque[Future[str]] = deque()
+        self._drops: list[Future[None]] = []
+
+    def url(self, name: str) -> str:
+        return f"postgresql+psycopg://{self._user}@{POSTGRES_HOST}:{POSTGRES_PORT}/{name}"
+
+    def _create(self) -> str:
+        name = f"classops_test_{secrets.token_hex(6)}"
+        with _connect(self._user) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{self._template}"' if self._template else ""))
+            # A throwaway database need not wait for each commit to reach the disk.
+            admin.execute(f'ALTER DATABASE "{name}" SET synchronous_commit TO off')
+        return name
+
+    def _drop(self, name: str) -> None:
+        with _connect(self._user) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
+    def take(self) -> str:
+        """The name of a fresh database."""
+        future = self._ahead.popleft() if self._ahead else self._workers.submit(self._create)
+        while len(self._ahead) < AHEAD:
+            self._ahead.append(self._workers.submit(self._create))
+        return future.result()
+
+    def give_back(self, name: str) -> None:
+        """Drop a database once its test is done."""
+        self._drops.append(self._workers.submit(self._drop, name))
+
+    def close(self) -> None:
+        """Drop what is left and wait for every drop."""
+        while self._ahead:
+            self.give_back(self._ahead.popleft().result())
+        for drop in self._drops:
+            drop.result()
+        self._workers.shutdown(wait=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_pool() -> Iterator[DatabasePool]:
+    """Databases at the newest schema, copied from a template migrated once per run."""
+    user = _postgres_user()
+    template = DatabasePool(user, None)
+    name = template.take()
+    engine = create_db_engine(template.url(name))
+    try:
+        upgrade_database(engine)
+    finally:
+        engine.dispose()
+    pool = DatabasePool(user, name)
+    try:
+        yield pool
+    finally:
+        pool.close()
+        template.give_back(name)
+        template.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_empty_pool() -> Iterator[DatabasePool]:
+    """Empty databases, for the migrations' own tests."""
+    pool = DatabasePool(_postgres_user(), None)
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
+def _from_pool(pool: DatabasePool) -> Iterator[str]:
+    name = pool.take()
+    try:
+        yield pool.url(name)
+    finally:
+        pool.give_back(name)
+
 
 @pytest.fixture
-def sqlite_url(tmp_path) -> str:
-    """The URL of a SQLite file in the test's own directory."""
+def postgres_url(postgres_pool: DatabasePool) -> Iterator[str]:
+    """The URL of a PostgreSQL database at the newest schema, for one test."""
+    yield from _from_pool(postgres_pool)
+
+
+@pytest.fixture
+def postgres_empty_url(postgres_empty_pool: DatabasePool) -> Iterator[str]:
+    """The URL of an empty PostgreSQL database, for one test."""
+    yield from _from_pool(postgres_empty_pool)
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated to head once per run, which each test's database is copied from."""
+    path = tmp_path_factory.mktemp("template") / "cloud.db"
+    engine = create_db_engine(f"sqlite:///{path}")
+    try:
+        upgrade_database(engine)
+    finally:
+        engine.dispose()
+    return path
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path, sqlite_template: Path) -> str:
+    """The URL of a SQLite file at the newest schema in the test's own directory."""
+    path = tmp_path / "var" / "cloud.db"
+    path.parent.mkdir(parents=True)
+    shutil.copyfile(sqlite_template, path)
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture
+def sqlite_empty_url(tmp_path: Path) -> str:
+    """The URL of a SQLite file not created yet, for the migrations' own tests."""
     return f"sqlite:///{tmp_path / 'var' / 'cloud.db'}"
 
 
@@ -79,8 +197,8 @@ def database_url(sqlite_url: str) -> str:
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    """Settings for an app on the test's database."""
-    return Settings(database_url=database_url)
+    """Settings for an app on the test's database, its periodic maintenance off (tests call it)."""
+    return Settings(database_url=database_url, maintenance_interval_s=0)
 
 
 @pytest.fixture
@@ -105,7 +223,7 @@ def session(engine: Engine) -> Iterator[Session]:
 
 @dataclass
 class World:
-    """Two schools, a gateway each, and one person of each kind, with their bearer tokens."""
+    """Two schools of district d1, a gateway each, and one person of each kind, with bearer tokens."""
 
     gateway_tokens: dict[str, str]
     gateway_ids: dict[str, str]
@@ -118,29 +236,43 @@ class World:
         return {"Authorization": f"Bearer {self.user_tokens[name]}"}
 
 
+# (username, role, school, district); "county" has no district and so reaches every school.
 USERS = (
-    ("county", "county_admin", None),
-    ("admin1", "school_admin", "s1"),
-    ("admin2", "school_admin", "s2"),
-    ("tech", "technician", None),
-    ("auditor", "auditor", None),
+    ("county", "county_admin", None, None),
+    ("admin1", "school_admin", "s1", None),
+    ("admin2", "school_admin", "s2", None),
+    ("tech", "technician", None, None),
+    ("auditor", "auditor", None, None),
 )
+
+
+def seed_places(session: Session) -> None:
+    """City c1 with district d1; schools s1 and s2 in d1."""
+    crud.create_city(session, actor=CLI, code="c1", name="City 1")
+    crud.create_district(session, actor=CLI, code="d1", city_code="c1", name="District 1")
 
 
 @pytest.fixture
 def world(client: TestClient, session: Session) -> World:
     """Schools s1 and s2 with gateways, and signed-in users."""
+    seed_places(session)
     gateway_tokens, gateway_ids = {}, {}
     for code in ("s1", "s2"):
-        crud.create_school(session, code=code, name=f"School {code}")
-        gateway, token = crud.create_gateway(session, school_code=code)
+        crud.create_school(session, actor=CLI, code=code, name=f"School {code}", district_code="d1")
+        gateway, token = crud.create_gateway(session, actor=CLI, school_code=code)
         gateway_tokens[code], gateway_ids[code] = token, gateway.id
     user_tokens = {}
-    for username, role, school in USERS:
-        crud.create_user(session, username=username, password=PASSWORD, role=role, school_code=school)
-        response = client.post("/api/v1/auth/login", json={"username": username, "password": PASSWORD})
-        assert response.status_code == 200, response.text
-        user_tokens[username] = response.json()["access_token"]
+    for username, role, school, district in USERS:
+        user = crud.create_user(
+            session,
+            actor=CLI,
+            username=username,
+            password=PASSWORD,
+            role=role,
+            school_code=school,
+            district_code=district,
+        )
+        user_tokens[username], _ = crud.create_auth_token(session, user=user, ttl=timedelta(hours=1))
     return World(gateway_tokens=gateway_tokens, gateway_ids=gateway_ids, user_tokens=user_tokens)
 
 

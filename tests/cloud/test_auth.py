@@ -7,7 +7,7 @@ from sqlmodel import Session
 from cloud import crud
 from cloud.core.security import hash_token
 from cloud.models import AuthToken, Gateway, utcnow
-from tests.cloud.conftest import PASSWORD
+from tests.cloud.conftest import CLI, PASSWORD
 
 
 def _login(client, username: str, password: str = PASSWORD):
@@ -59,9 +59,7 @@ def test_requests_without_a_valid_user_token_get_401(client, world):
 
 def test_expired_token_is_refused(client, world, session: Session):
     user = crud.get_user_by_username(session, username="county")
-    token, _ = crud.create_auth_token(
-        session, user=user, ttl=timedelta(minutes=5), now=utcnow() - timedelta(hours=1)
-    )
+    token, _ = crud.create_auth_token(session, user=user, ttl=timedelta(minutes=5), now=utcnow() - timedelta(hours=1))
 
     response = client.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
 
@@ -69,7 +67,7 @@ def test_expired_token_is_refused(client, world, session: Session):
 
 
 def test_disabled_user_can_neither_log_in_nor_use_a_token(client, world, session: Session):
-    crud.set_user_active(session, username="county", is_active=False)
+    crud.set_user_active(session, actor=CLI, username="county", is_active=False)
 
     assert _login(client, "county").status_code == 401
     assert client.get("/api/v1/auth/me", headers=world.user("county")).status_code == 401

@@ -55,9 +55,9 @@ def test_errors_are_reported_without_a_traceback(url, capsys, monkeypatch):
     assert cli.NEW_PASSWORD_ENV in capsys.readouterr().err
 
 
-def test_python_dash_m_cloud_migrates(sqlite_url, tmp_path):
+def test_python_dash_m_cloud_migrates(sqlite_empty_url, tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "cloud", "migrate", "--database-url", sqlite_url],
+        [sys.executable, "-m", "cloud", "migrate", "--database-url", sqlite_empty_url],
         capture_output=True,
         text=True,
         timeout=60,
@@ -67,3 +67,28 @@ def test_python_dash_m_cloud_migrates(sqlite_url, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "up to date" in result.stdout
     assert (tmp_path / "var" / "cloud.db").exists()
+
+
+def test_places_and_people_of_a_district(url, sqlite_url, capsys):
+    assert _run(["add-city", "--code", "c1", "--name", "Chuzhou", *url]) == 0
+    assert _run(["add-district", "--code", "d1", "--city", "c1", "--name", "Nanqiao", *url]) == 0
+    assert _run(["add-district", "--code", "d1", "--city", "c1", "--name", "again", *url]) == 0
+    assert _run(["add-school", "--code", "S001", "--name", "No. 1", "--district", "d1", *url]) == 0
+    for argv in (
+        ["--username", "bureau", "--role", "county_admin", "--district", "d1"],
+        ["--username", "city", "--role", "county_admin"],
+        ["--username", "head", "--role", "school_admin", "--school", "S001"],
+    ):
+        assert _run(["add-user", "--password", "long-enough-pw", *argv, *url]) == 0
+    assert _run(["add-user", "--password", "long-enough-pw", "--username", "x", "--role", "school_admin", *url]) == 1
+    assert "needs a school" in capsys.readouterr().err
+
+    engine = create_db_engine(sqlite_url)
+    try:
+        with Session(engine) as session:
+            assert crud.get_school(session, code="S001").district_code == "d1"
+            bureau = crud.get_user_by_username(session, username="bureau")
+            assert (bureau.role, bureau.district_code, bureau.school_code) == ("county_admin", "d1", None)
+            assert crud.get_user_by_username(session, username="head").school_code == "S001"
+    finally:
+        engine.dispose()

@@ -46,3 +46,22 @@ def test_sqlite_file_directory_is_created(tmp_path):
     finally:
         engine.dispose()
     assert (tmp_path / "a" / "b" / "cloud.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "words"),
+    [
+        ("public_base_url", "ops.example.edu", "public_base_url"),
+        ("gateway_stale_s", 0, "gateway_stale_s"),
+        ("sync_rate_per_s", -1, "sync_rate_per_s"),
+        ("maintenance_interval_s", -5, "maintenance_interval_s"),
+        ("sample_retention_days", 1000, "sample_retention_days"),
+    ],
+)
+def test_settings_refuse_unusable_values(field, value, words):
+    with pytest.raises(ValidationError, match=words):
+        Settings(**{field: value})
+
+
+def test_public_base_url_loses_its_trailing_slash():
+    assert Settings(public_base_url="https://ops.example.edu/").public_base_url == "https://ops.example.edu"

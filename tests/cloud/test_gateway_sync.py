@@ -9,7 +9,17 @@ import pytest
 from sqlmodel import Session, func, select
 
 from cloud import crud
-from cloud.models import AttendanceEvent, Device, Gateway, IngestedRecord, SyncRecordIn
+from cloud.models import (
+    Alarm,
+    AttendanceEvent,
+    CommandAck,
+    Device,
+    Gateway,
+    HealthSample,
+    IngestedRecord,
+    SyncRecordIn,
+    TelemetrySample,
+)
 from tests.cloud.conftest import BOOT, DEVICE_A, DEVICE_B, DEVICE_C, TS, record, tap
 
 
@@ -141,19 +151,50 @@ def test_gateway_progress_is_recorded(sync, session, world):
     assert _count(session, IngestedRecord) == 3
 
 
-def test_alarm_and_ack_bodies_are_kept_in_the_ledger(sync, session, world):
-    alarm = record(1, "alarm", code="offline_in_class", state="raise")
+def test_alarms_and_acks_are_stored_in_their_own_tables(sync, session, world):
+    alarm = record(1, "alarm", code="offline_in_class", state="raise", detail="no health for 3 periods")
     ack = record(2, "ack", cid="c-1", result="ok")
     bad_alarm = record(3, "alarm", code="x", state="maybe")
+    replayed_alarm = record(4, "alarm", seq=1, code="offline_in_class", state="raise", hist=True)
 
-    body = sync([alarm, ack, bad_alarm]).json()
+    body = sync([alarm, ack, bad_alarm, replayed_alarm]).json()
 
-    assert body["confirmed"] == [1, 2]
+    assert body["confirmed"] == [1, 2, 4]
     assert body["rejected"][0]["gseq"] == 3
     session.rollback()
-    stored = session.get(IngestedRecord, (world.gateway_ids["s1"], 1))
-    assert stored.kind == "alarm"
-    assert stored.body == {"code": "offline_in_class", "state": "raise"}
+    stored = session.exec(select(Alarm)).one()
+    assert (stored.device_id, stored.code, stored.state, stored.detail) == (
+        DEVICE_A,
+        "offline_in_class",
+        "raise",
+        "no health for 3 periods",
+    )
+    assert (stored.school_code, stored.gateway_id, stored.historical) == (
+        "s1",
+        world.gateway_ids["s1"],
+        False,
+    )
+    acked = session.exec(select(CommandAck)).one()
+    assert (acked.cid, acked.result, acked.seq) == ("c-1", "ok", 2)
+
+
+def test_health_and_telemetry_become_history(sync, session):
+    health = record(1, "health", ts=TS + 125, uptime_s=60, heap_free=90000, heap_max_block=40000, rssi=-61)
+    telemetry = record(2, "telemetry", readings={"co2_ppm": 812, "temp_c": 18.5}, faults={"pm25": "i2c"})
+    bad_reading = record(3, "telemetry", readings={"co2_ppm": "high"})
+    bad_heap = record(4, "health", heap_free=1.5)
+
+    body = sync([health, telemetry, bad_reading, bad_heap, health]).json()
+
+    assert body["confirmed"] == [1, 2]
+    assert {r["gseq"]: r["reason"] for r in body["rejected"]} == {3: "bad_field", 4: "bad_field"}
+    session.rollback()
+    sample = session.exec(select(HealthSample)).one()
+    assert (sample.uptime_s, sample.heap_free, sample.heap_max_block, sample.rssi) == (60, 90000, 40000, -61)
+    assert sample.hour.timestamp() == TS
+    reading = session.exec(select(TelemetrySample)).one()
+    assert reading.readings == {"co2_ppm": 812, "temp_c": 18.5}
+    assert reading.faults == {"pm25": "i2c"}
 
 
 def test_a_gseq_repeated_inside_a_batch_is_answered_once(sync, session):
@@ -207,3 +248,22 @@ def test_empty_batch_is_a_heartbeat(sync, session, world):
     assert response.json() == {"gateway_id": world.gateway_ids["s1"], "confirmed": [], "rejected": []}
     session.rollback()
     assert session.get(Gateway, world.gateway_ids["s1"]).last_sync_at is not None
+
+
+def test_alarms_of_the_gateways_edge_rules_are_stored_once(sync, session, world, client):
+    raised = record(1, "gateway_alarm", boot=None, seq=None, code="sensor_fault:pm25", state="raise", detail="i2c")
+    cleared = record(2, "gateway_alarm", boot=None, seq=None, code="sensor_fault:pm25", state="clear")
+    bad = record(3, "gateway_alarm", boot=None, seq=None, code="x", state="sometimes")
+
+    first = sync([raised, cleared, bad]).json()
+    again = sync([raised, cleared]).json()
+
+    assert first["confirmed"] == again["confirmed"] == [1, 2]
+    assert [r["gseq"] for r in first["rejected"]] == [3]
+    session.rollback()
+    alarms = session.exec(select(Alarm).order_by(Alarm.seq)).all()
+    assert [(a.source, a.state, a.seq) for a in alarms] == [("gateway", "raise", 1), ("gateway", "clear", 2)]
+    assert alarms[0].boot_id.startswith("g") and len(alarms[0].boot_id) == 8
+    assert session.get(Device, DEVICE_A).last_seen_at is None
+    listed = client.get("/api/v1/alarms", headers=world.user("admin1")).json()
+    assert [a["source"] for a in listed["items"]] == ["gateway", "gateway"]

@@ -6,7 +6,7 @@ import pytest
 from sqlmodel import Session
 
 from cloud import crud
-from cloud.errors import AccessDenied
+from cloud.errors import AccessDenied, NotFound
 from tests.cloud.conftest import DEVICE_A, DEVICE_B, DEVICE_C, TS, tap
 
 
@@ -39,10 +39,13 @@ def test_school_admin_asking_for_another_school_is_refused(client, world, taps):
 
 
 @pytest.mark.parametrize("user", ["county", "auditor"])
-def test_county_roles_see_every_school(client, world, taps, user):
+def test_county_roles_see_every_device_but_no_raw_attendance(client, world, taps, user):
     assert len(client.get("/api/v1/devices", headers=world.user(user)).json()) == 3
-    assert _events(client, world, user).json()["total"] == 3
-    assert _events(client, world, user, school="s2").json()["total"] == 1
+    assert len(client.get("/api/v1/devices?school=s2", headers=world.user(user)).json()) == 1
+    refused = _events(client, world, user)
+    assert refused.status_code == 403
+    assert "personal data" in refused.json()["detail"]
+    assert "/attendance/daily" in refused.json()["detail"]
 
 
 def test_technician_may_not_read_attendance(client, world, taps):
@@ -52,33 +55,42 @@ def test_technician_may_not_read_attendance(client, world, taps):
     assert "personal data" in response.json()["detail"]
 
 
-def test_technician_has_no_device_list_until_work_orders_exist(client, world, taps):
-    assert client.get("/api/v1/devices", headers=world.user("tech")).status_code == 403
+def test_technician_sees_no_devices_until_work_orders_exist(client, world, taps):
+    assert client.get("/api/v1/devices", headers=world.user("tech")).json() == []
+    assert client.get(f"/api/v1/devices/{DEVICE_A}", headers=world.user("tech")).status_code == 404
+    assert client.get("/api/v1/devices?school=s1", headers=world.user("tech")).status_code == 403
 
 
 def test_data_layer_enforces_the_scope_itself(client, world, taps, session: Session):
     session.rollback()  # a snapshot from before the syncs would hide their rows
     admin = crud.get_user_by_username(session, username="admin2")
+    county = crud.get_user_by_username(session, username="county")
     technician = crud.get_user_by_username(session, username="tech")
 
     items, total = crud.list_attendance_events(session, user=admin)
 
     assert total == 1
     assert [item.device_id for item in items] == [DEVICE_C]
-    with pytest.raises(AccessDenied):
-        crud.list_attendance_events(session, user=technician)
+    for reader in (technician, county):
+        with pytest.raises(AccessDenied):
+            crud.list_attendance_events(session, user=reader)
     with pytest.raises(AccessDenied):
         crud.list_devices(session, user=admin, school_code="s1")
+    with pytest.raises(NotFound):
+        crud.create_building(session, actor=crud.Actor.of_user(admin), school_code="s1", name="B")
 
 
 def test_attendance_filters_and_pages(client, world, taps):
-    page = _events(client, world, "county", limit=2, offset=1).json()
-    since = _events(client, world, "county", since=datetime.fromtimestamp(TS + 10, UTC).isoformat()).json()
-    by_device = _events(client, world, "county", device=DEVICE_B).json()
+    page = _events(client, world, "admin1", limit=1, offset=1).json()
+    since = _events(client, world, "admin1", since=datetime.fromtimestamp(TS + 10, UTC).isoformat()).json()
+    naive_utc = datetime.fromtimestamp(TS + 10, UTC).replace(tzinfo=None).isoformat()
+    naive = _events(client, world, "admin1", since=naive_utc).json()
+    by_device = _events(client, world, "admin1", device=DEVICE_B).json()
 
-    assert page["total"] == 3
-    assert [e["device_id"] for e in page["items"]] == [DEVICE_B, DEVICE_C]
-    assert since["total"] == 2
+    assert page["total"] == 2
+    assert [e["device_id"] for e in page["items"]] == [DEVICE_B]
+    assert since["total"] == 1
+    assert naive["total"] == 1
     assert [e["device_id"] for e in by_device["items"]] == [DEVICE_B]
     item = by_device["items"][0]
     assert set(item) == {
@@ -96,7 +108,7 @@ def test_attendance_filters_and_pages(client, world, taps):
 
 @pytest.mark.parametrize("limit", [0, 10_001])
 def test_attendance_page_size_is_bounded(client, world, limit):
-    assert _events(client, world, "county", limit=limit).status_code == 422
+    assert _events(client, world, "admin1", limit=limit).status_code == 422
 
 
 def test_device_detail(client, world, taps):

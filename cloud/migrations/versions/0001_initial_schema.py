@@ -65,9 +65,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("password_hash", sa.String(length=128), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["school_code"], ["school.code"], name=op.f("fk_user_account_school_code_school")
-        ),
+        sa.ForeignKeyConstraint(["school_code"], ["school.code"], name=op.f("fk_user_account_school_code_school")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_user_account")),
         sa.UniqueConstraint("username", name=op.f("uq_user_account_username")),
     )
@@ -83,23 +81,13 @@ def upgrade() -> None:
         sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("gateway_id", sa.String(length=64), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["device_id"], ["device.id"], name=op.f("fk_attendance_event_device_id_device")
-        ),
-        sa.ForeignKeyConstraint(
-            ["gateway_id"], ["gateway.id"], name=op.f("fk_attendance_event_gateway_id_gateway")
-        ),
-        sa.ForeignKeyConstraint(
-            ["school_code"], ["school.code"], name=op.f("fk_attendance_event_school_code_school")
-        ),
+        sa.ForeignKeyConstraint(["device_id"], ["device.id"], name=op.f("fk_attendance_event_device_id_device")),
+        sa.ForeignKeyConstraint(["gateway_id"], ["gateway.id"], name=op.f("fk_attendance_event_gateway_id_gateway")),
+        sa.ForeignKeyConstraint(["school_code"], ["school.code"], name=op.f("fk_attendance_event_school_code_school")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_attendance_event")),
-        sa.UniqueConstraint(
-            "device_id", "boot_id", "seq", name=op.f("uq_attendance_event_device_id_boot_id_seq")
-        ),
+        sa.UniqueConstraint("device_id", "boot_id", "seq", name=op.f("uq_attendance_event_device_id_boot_id_seq")),
     )
-    op.create_index(
-        "ix_attendance_event_school_code_ts", "attendance_event", ["school_code", "ts"], unique=False
-    )
+    op.create_index("ix_attendance_event_school_code_ts", "attendance_event", ["school_code", "ts"], unique=False)
     op.create_table(
         "auth_token",
         sa.Column("token_hash", sa.String(length=64), nullable=False),
@@ -123,9 +111,7 @@ def upgrade() -> None:
         sa.Column("device_id", sa.String(length=18), nullable=True),
         sa.Column("body", sa.JSON(), nullable=True),
         sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["gateway_id"], ["gateway.id"], name=op.f("fk_ingested_record_gateway_id_gateway")
-        ),
+        sa.ForeignKeyConstraint(["gateway_id"], ["gateway.id"], name=op.f("fk_ingested_record_gateway_id_gateway")),
         sa.PrimaryKeyConstraint("gateway_id", "gateway_seq", name=op.f("pk_ingested_record")),
     )
 

@@ -1,0 +1,159 @@
+"""Roles and tenancy: which schools, devices and records a user may read or change.
+
+County admins and auditors reach the schools of their district (every school when they have none);
+school admins their own school; technicians and contractor managers only the devices of their work
+orders. Raw attendance and rosters are personal data: only the school's own admins reach them.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy.sql import ColumnElement
+from sqlmodel import Session, col, select
+
+from cloud.crud.common import Actor
+from cloud.errors import AccessDenied
+from cloud.models import Device, School, User
+
+COUNTY_ROLES = ("county_admin", "auditor")
+WORK_ORDER_ROLES = ("technician", "contractor_manager")
+READ_ONLY_ROLES = ("auditor",)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a user may read: None means no limit on that level."""
+
+    schools: frozenset[str] | None
+    devices: frozenset[str] | None = None
+
+    def allows_school(self, school_code: str) -> bool:
+        """True if the school lies in the scope."""
+        return self.schools is None or school_code in self.schools
+
+    def allows_device(self, device: Device) -> bool:
+        """True if the device lies in the scope."""
+        return self.allows_school(device.school_code) and (self.devices is None or device.id in self.devices)
+
+    def school_condition(self, column) -> ColumnElement[bool] | None:
+        """A WHERE condition confining `column` (a school code) to the scope, or None for no limit."""
+        if self.schools is None:
+            return None
+        return col(column).in_(sorted(self.schools))
+
+    def narrowed(self, school_code: str | None) -> "Scope":
+        """The scope limited to one school; AccessDenied if that school is out of reach."""
+        if school_code is None:
+            return self
+        if not self.allows_school(school_code):
+            raise AccessDenied(f"no access to school {school_code}")
+        return Scope(schools=frozenset({school_code}), devices=self.devices)
+
+
+def _active(user: User) -> None:
+    if not user.is_active:
+        raise AccessDenied("the account is disabled")
+
+
+def district_schools(session: Session, district_code: str) -> frozenset[str]:
+    """Codes of the schools of a district."""
+    return frozenset(session.exec(select(School.code).where(School.district_code == district_code)).all())
+
+
+def work_order_devices(session: Session, user: User) -> frozenset[str]:
+    """Devices the user's work orders (or, for a manager, the team's) are about.
+
+    Work orders do not exist yet, so this is empty; it is the one place that will change when they do.
+    """
+    return frozenset()
+
+
+def read_scope(session: Session, user: User) -> Scope:
+    """The schools and devices `user` may read."""
+    _active(user)
+    if user.role in COUNTY_ROLES:
+        if user.district_code is None:
+            return Scope(schools=None)
+        return Scope(schools=district_schools(session, user.district_code))
+    if user.role == "school_admin":
+        return Scope(schools=frozenset({user.school_code}) if user.school_code else frozenset())
+    if user.role in WORK_ORDER_ROLES:
+        devices = work_order_devices(session, user)
+        schools: Sequence[str] = ()
+        if devices:
+            schools = session.exec(select(Device.school_code).where(col(Device.id).in_(sorted(devices)))).all()
+        return Scope(schools=frozenset(schools), devices=devices)
+    raise AccessDenied(f"unknown role {user.role}")
+
+
+def personal_data_school(user: User, school_code: str | None) -> str:
+    """The one school whose personal data (raw attendance, roster) `user` may read."""
+    _active(user)
+    if user.role != "school_admin" or not user.school_code:
+        raise AccessDenied(
+            f"attendance events and rosters are personal data: only the school's own admins may read them; "
+            f"the role {user.role} sees per-class aggregates (/attendance/daily)"
+        )
+    if school_code is not None and school_code != user.school_code:
+        raise AccessDenied(f"no access to the personal data of school {school_code}")
+    return user.school_code
+
+
+def _writing_user(actor: Actor) -> User | None:
+    """The user behind a write, None for the admin command line; AccessDenied for other writers."""
+    if actor.kind == "cli":
+        return None
+    if actor.kind != "user" or actor.user is None:
+        raise AccessDenied(f"a {actor.kind} may not change the registry")
+    _active(actor.user)
+    if actor.user.role in READ_ONLY_ROLES:
+        raise AccessDenied(f"the role {actor.user.role} is read-only")
+    return actor.user
+
+
+def require_school_write(session: Session, actor: Actor, school_code: str) -> None:
+    """Allow changes inside a school (buildings, classrooms, devices): its county admins and admins."""
+    user = _writing_user(actor)
+    if user is None:
+        return
+    if user.role == "school_admin" and user.school_code == school_code:
+        return
+    if user.role == "county_admin" and read_scope(session, user).allows_school(school_code):
+        return
+    raise AccessDenied(f"the role {user.role} may not change school {school_code}")
+
+
+def require_district_write(actor: Actor, district_code: str | None) -> None:
+    """Allow changes to a district's schools and gateways: its county admins."""
+    user = _writing_user(actor)
+    if user is None:
+        return
+    if user.role == "county_admin" and user.district_code in (None, district_code):
+        return
+    where = f"district {district_code}" if district_code else "schools outside any district"
+    raise AccessDenied(f"the role {user.role} may not change {where}")
+
+
+def require_city_write(actor: Actor) -> None:
+    """Allow changes to cities and districts: county admins without a district (city-wide)."""
+    user = _writing_user(actor)
+    if user is None:
+        return
+    if user.role == "county_admin" and user.district_code is None:
+        return
+    raise AccessDenied("only a city-wide county admin (one without a district) may change cities and districts")
+
+
+def require_personal_data_write(actor: Actor, school_code: str) -> None:
+    """Allow changes to a school's roster: that school's own admins."""
+    user = _writing_user(actor)
+    if user is None:
+        return
+    personal_data_school(user, school_code)
+
+
+def require_audit_reader(user: User) -> None:
+    """Allow reading the audit log: auditors and county admins."""
+    _active(user)
+    if user.role not in COUNTY_ROLES:
+        raise AccessDenied(f"the audit log is for auditors and county admins, not the role {user.role}")

@@ -1,0 +1,328 @@
+"""Every role against every endpoint, in its own tenant and in another one.
+
+District d1 holds school s1 ("own"); district d2 holds school s2 ("other"). The people: a city-wide
+county admin (no district), a county admin and an auditor of d1, the school admin of s1, a technician
+and a contractor manager (who reach devices only through work orders, of which there are none yet).
+"""
+
+import io
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlmodel import Session
+
+from cloud import crud
+from cloud.core import security
+from cloud.core.config import Settings
+from cloud.main import create_app
+from tests.cloud.conftest import PASSWORD, TS, DatabasePool, tap
+
+API = "/api/v1"
+CLI = crud.Actor.cli("matrix")
+TENANTS = {"own": ("s1", "d1"), "other": ("s2", "d2")}
+DEVICES = {"s1": "esp32-0000000000a1", "s2": "esp32-0000000000b2"}
+PEOPLE = {
+    "county_city": ("county_admin", None, None),
+    "county_d1": ("county_admin", None, "d1"),
+    "auditor_d1": ("auditor", None, "d1"),
+    "admin_s1": ("school_admin", "s1", None),
+    "technician": ("technician", None, None),
+    "contractor": ("contractor_manager", None, None),
+}
+ROLES = tuple(PEOPLE)
+
+
+@dataclass
+class Env:
+    """A seeded app shared by the whole matrix."""
+
+    client: TestClient
+    session: Session
+    tokens: dict[str, str]
+    targets: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def headers(self, person: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[person]}"}
+
+
+def _module_database(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('matrix') / 'cloud.db'}"
+        return
+    pool: DatabasePool = request.getfixturevalue("postgres_pool")
+    name = pool.take()
+    try:
+        yield pool.url(name)
+    finally:
+        pool.give_back(name)
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def env(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[Env]:
+    database = _module_database(request, tmp_path_factory)
+    url = next(database)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(security, "BCRYPT_ROUNDS", 4)
+        settings = Settings(database_url=url, maintenance_interval_s=0, sync_burst=1000)
+        with TestClient(create_app(settings)) as client, Session(client.app.state.engine) as session:
+            yield _seed(client, session)
+    database.close()
+
+
+def _seed(client: TestClient, session: Session) -> Env:
+    crud.create_city(session, actor=CLI, code="c1", name="City")
+    tokens = {}
+    for school, district in TENANTS.values():
+        crud.create_district(session, actor=CLI, code=district, city_code="c1", name=district)
+        crud.create_school(session, actor=CLI, code=school, name=school, district_code=district)
+    for person, (role, school, district) in PEOPLE.items():
+        user = crud.create_user(
+            session,
+            actor=CLI,
+            username=person,
+            password=PASSWORD,
+            role=role,
+            school_code=school,
+            district_code=district,
+        )
+        tokens[person], _ = crud.create_auth_token(session, user=user, ttl=timedelta(hours=2))
+    env = Env(client=client, session=session, tokens=tokens)
+    for tenant, (school, _) in TENANTS.items():
+        gateway, token = crud.create_gateway(session, actor=CLI, school_code=school)
+        device = DEVICES[school]
+        synced = client.post(
+            f"{API}/gateway/sync",
+            json={"records": [tap(1, device)], "sent_at": TS},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert synced.json()["confirmed"] == [1]
+        building = crud.create_building(session, actor=CLI, school_code=school, name="Main")
+        room = crud.create_classroom(session, actor=CLI, building_id=building.id, name="101")
+        env.targets[tenant] = {
+            "school": school,
+            "district": env_district(tenant),
+            "building": building.id,
+            "classroom": room.id,
+            "device": device,
+            "gateway": gateway.id,
+        }
+    return env
+
+
+def env_district(tenant: str) -> str:
+    return TENANTS[tenant][1]
+
+
+def _fresh_building(env: Env, target: dict[str, Any]) -> int:
+    building = crud.create_building(env.session, actor=CLI, school_code=target["school"], name=secrets.token_hex(4))
+    return building.id
+
+
+def _fresh_device(env: Env, target: dict[str, Any]) -> str:
+    device_id = f"esp32-{secrets.token_hex(6)}"
+    crud.create_device(env.session, actor=CLI, fields={"id": device_id, "school_code": target["school"]})
+    return device_id
+
+
+def _new_device_id() -> str:
+    return f"esp32-{secrets.token_hex(6)}"
+
+
+def _csv(env: Env, target: dict[str, Any]) -> bytes:
+    return f"device_id,school\n{_new_device_id()},{target['school']}\n".encode()
+
+
+# Who may do what, as a function of the role and of the tenant of the thing acted on.
+def registry_reader(person: str, tenant: str) -> bool:
+    return person == "county_city" or (person in ("county_d1", "auditor_d1", "admin_s1") and tenant == "own")
+
+
+def school_writer(person: str, tenant: str) -> bool:
+    return person == "county_city" or (person in ("county_d1", "admin_s1") and tenant == "own")
+
+
+def county_writer(person: str, tenant: str) -> bool:
+    return person == "county_city" or (person == "county_d1" and tenant == "own")
+
+
+def personal_data(person: str, tenant: str) -> bool:
+    return person == "admin_s1" and tenant == "own"
+
+
+def audit_reader(person: str, tenant: str) -> bool:
+    return person in ("county_city", "county_d1", "auditor_d1")
+
+
+def city_writer(person: str, tenant: str) -> bool:
+    return person == "county_city"
+
+
+def anyone(person: str, tenant: str) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    name: str
+    method: str
+    path: Callable[[Env, dict[str, Any]], str]
+    allowed: Callable[[str, str], bool]
+    body: Callable[[Env, dict[str, Any]], Any] | None = None
+    upload: bool = False
+
+
+ENDPOINTS = (
+    Endpoint("list cities", "GET", lambda e, t: "/cities", anyone),
+    Endpoint("get district", "GET", lambda e, t: f"/districts/{t['district']}", anyone),
+    Endpoint("get school", "GET", lambda e, t: f"/schools/{t['school']}", registry_reader),
+    Endpoint("list buildings", "GET", lambda e, t: f"/buildings?school={t['school']}", registry_reader),
+    Endpoint("get building", "GET", lambda e, t: f"/buildings/{t['building']}", registry_reader),
+    Endpoint("list classrooms", "GET", lambda e, t: f"/classrooms?school={t['school']}", registry_reader),
+    Endpoint("get classroom", "GET", lambda e, t: f"/classrooms/{t['classroom']}", registry_reader),
+    Endpoint("list devices", "GET", lambda e, t: f"/devices?school={t['school']}", registry_reader),
+    Endpoint("get device", "GET", lambda e, t: f"/devices/{t['device']}", registry_reader),
+    Endpoint("device label", "GET", lambda e, t: f"/devices/{t['device']}/label.svg", registry_reader),
+    Endpoint("device health", "GET", lambda e, t: f"/devices/{t['device']}/health", registry_reader),
+    Endpoint("device hourly", "GET", lambda e, t: f"/devices/{t['device']}/health/hourly", registry_reader),
+    Endpoint("device telemetry", "GET", lambda e, t: f"/devices/{t['device']}/telemetry", registry_reader),
+    Endpoint("list gateways", "GET", lambda e, t: f"/gateways?school={t['school']}", registry_reader),
+    Endpoint("get gateway", "GET", lambda e, t: f"/gateways/{t['gateway']}", registry_reader),
+    Endpoint("list alarms", "GET", lambda e, t: f"/alarms?school={t['school']}", registry_reader),
+    Endpoint("daily attendance", "GET", lambda e, t: f"/attendance/daily?school={t['school']}", registry_reader),
+    Endpoint("attendance events", "GET", lambda e, t: f"/attendance-events?school={t['school']}", personal_data),
+    Endpoint("read roster", "GET", lambda e, t: f"/schools/{t['school']}/roster", personal_data),
+    Endpoint("audit log", "GET", lambda e, t: f"/audit-log?school={t['school']}", audit_reader),
+    Endpoint(
+        "create building",
+        "POST",
+        lambda e, t: "/buildings",
+        school_writer,
+        lambda e, t: {"school_code": t["school"], "name": secrets.token_hex(4)},
+    ),
+    Endpoint(
+        "rename building",
+        "PATCH",
+        lambda e, t: f"/buildings/{t['building']}",
+        school_writer,
+        lambda e, t: {"name": f"Main {secrets.token_hex(2)}"},
+    ),
+    Endpoint("delete building", "DELETE", lambda e, t: f"/buildings/{_fresh_building(e, t)}", school_writer),
+    Endpoint(
+        "create classroom",
+        "POST",
+        lambda e, t: "/classrooms",
+        school_writer,
+        lambda e, t: {"building_id": t["building"], "name": secrets.token_hex(4)},
+    ),
+    Endpoint(
+        "update classroom",
+        "PATCH",
+        lambda e, t: f"/classrooms/{t['classroom']}",
+        school_writer,
+        lambda e, t: {"grade": 4},
+    ),
+    Endpoint(
+        "create device",
+        "POST",
+        lambda e, t: "/devices",
+        school_writer,
+        lambda e, t: {"id": _new_device_id(), "school_code": t["school"]},
+    ),
+    Endpoint(
+        "update device",
+        "PATCH",
+        lambda e, t: f"/devices/{t['device']}",
+        school_writer,
+        lambda e, t: {"model": secrets.token_hex(3)},
+    ),
+    Endpoint("delete device", "DELETE", lambda e, t: f"/devices/{_fresh_device(e, t)}", school_writer),
+    Endpoint("import devices", "POST", lambda e, t: "/imports/devices", school_writer, _csv, upload=True),
+    Endpoint(
+        "create school",
+        "POST",
+        lambda e, t: "/schools",
+        county_writer,
+        lambda e, t: {"code": f"n{secrets.token_hex(4)}", "name": "New", "district_code": t["district"]},
+    ),
+    Endpoint(
+        "update school",
+        "PATCH",
+        lambda e, t: f"/schools/{t['school']}",
+        county_writer,
+        lambda e, t: {"name": f"School {secrets.token_hex(2)}"},
+    ),
+    Endpoint(
+        "create gateway",
+        "POST",
+        lambda e, t: "/gateways",
+        county_writer,
+        lambda e, t: {"school_code": t["school"]},
+    ),
+    Endpoint("rotate gateway token", "POST", lambda e, t: f"/gateways/{t['gateway']}/token", county_writer),
+    Endpoint(
+        "create roster entry",
+        "POST",
+        lambda e, t: f"/schools/{t['school']}/roster",
+        personal_data,
+        lambda e, t: {"card_pseudonym": secrets.token_hex(8), "person_name": "P"},
+    ),
+    Endpoint(
+        "create district",
+        "POST",
+        lambda e, t: "/districts",
+        city_writer,
+        lambda e, t: {"code": f"x{secrets.token_hex(4)}", "city_code": "c1", "name": "X"},
+    ),
+)
+
+
+@pytest.mark.parametrize("tenant", ["own", "other"])
+@pytest.mark.parametrize("person", ROLES)
+@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=lambda endpoint: endpoint.name)
+def test_authorization(env: Env, endpoint: Endpoint, person: str, tenant: str) -> None:
+    target = env.targets[tenant]
+    path = API + endpoint.path(env, target)
+    kwargs: dict[str, Any] = {"headers": env.headers(person)}
+    if endpoint.upload:
+        kwargs["files"] = {"file": ("devices.csv", io.BytesIO(endpoint.body(env, target)))}
+    elif endpoint.body is not None:
+        kwargs["json"] = endpoint.body(env, target)
+
+    response = env.client.request(endpoint.method, path, **kwargs)
+
+    allowed = endpoint.allowed(person, tenant)
+    if endpoint.upload:
+        report = response.json()
+        assert response.status_code == 200, response.text
+        assert (report["created"] == 1) is allowed, report
+        return
+    if allowed:
+        assert response.status_code < 300, f"{person} should be let in: {response.status_code} {response.text}"
+        if endpoint.name == "audit log" and tenant == "other" and person != "county_city":
+            assert response.json()["items"] == [], "a district's staff see only their district's entries"
+    else:
+        assert response.status_code in (403, 404), f"{person} should be refused: {response.status_code}"
+        assert response.json()["detail"], "a refusal says why"
+
+
+@pytest.mark.parametrize("person", ROLES)
+def test_unfiltered_lists_hold_only_what_the_role_may_see(env: Env, person: str) -> None:
+    devices = env.client.get(f"{API}/devices", headers=env.headers(person)).json()
+    schools = env.client.get(f"{API}/schools", headers=env.headers(person)).json()
+
+    reach = {t["school"] for tenant, t in env.targets.items() if registry_reader(person, tenant)}
+    districts = {t["district"] for tenant, t in env.targets.items() if county_writer(person, tenant)}
+    assert {d["school_code"] for d in devices} <= reach
+    assert {d["id"] for d in devices} >= {DEVICES[school] for school in reach}
+    for school in schools:
+        visible = (
+            person == "county_city"
+            or school["code"] in reach
+            or (person in ("county_d1", "auditor_d1") and school["district_code"] in districts | {"d1"})
+        )
+        assert visible, f"{person} sees {school}"
