@@ -171,12 +171,16 @@ def _worker_main(conn: multiprocessing.connection.Connection, settings: GatewayS
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     store = Store(settings.db_path)
     ingestor = Ingestor(settings, store)
-    conn.send(("ready", None))
     try:
+        # A gateway killed outright leaves the pipe closed or reset: the worker then just exits.
+        try:
+            conn.send(("ready", None))
+        except OSError:
+            return
         while True:
             try:
                 method, args = conn.recv()
-            except EOFError:
+            except (EOFError, OSError):
                 return
             try:
                 if method in ("ingest", "prune", "evaluate_rules"):
