@@ -17,6 +17,7 @@ import orjson
 
 from gateway.broker import BrokerLink, Incoming
 from gateway.config import GatewaySettings
+from gateway.downlink import DownlinkRelay
 from gateway.ingest import IngestResult, StoreWorker, StoreWorkerError
 from gateway.metrics import Metrics
 from gateway.store import PRUNE_CHUNK
@@ -90,6 +91,7 @@ class Gateway:
         self.broker = BrokerLink(settings, self._inbox.put, self.metrics)
         self.sync: CloudSync | None = None
         self.priority_sync: CloudSync | None = None
+        self.downlink: DownlinkRelay | None = None
         self._stopping = asyncio.Event()
         self._status: Any = None
         self.status_port: int | None = None
@@ -136,6 +138,9 @@ class Gateway:
             self.broker.ack(incoming.mid, incoming.qos)
         self._send_event_acks(result.event_keys)
         self._wake_sync()
+        if self.downlink is not None:
+            for device, config_version in result.births:
+                await self.downlink.device_online(device, config_version)
 
     def _send_event_acks(self, by_device: dict[str, list[list[Any]]]) -> None:
         for device, keys in by_device.items():
@@ -237,6 +242,7 @@ class Gateway:
         await asyncio.get_running_loop().run_in_executor(self._executor, self.store.start)
         self.sync = CloudSync(self.settings, self.in_store, self.metrics, lane="bulk")
         self.priority_sync = CloudSync(self.settings, self.in_store, self.metrics, lane="priority")
+        self.downlink = DownlinkRelay(self.settings, self.in_store, self.broker, self.metrics)
         log.info("gateway for school %s starting; store %s", self.settings.school, self.settings.db_path)
         self.broker.start()
         started = time.monotonic()
@@ -246,6 +252,7 @@ class Gateway:
                     tasks.create_task(self._writer(), name="store-writer"),
                     tasks.create_task(self.sync.run(), name="cloud-sync"),
                     tasks.create_task(self.priority_sync.run(), name="cloud-sync-priority"),
+                    tasks.create_task(self.downlink.run(), name="downlink"),
                     tasks.create_task(self._presence(), name="presence"),
                     tasks.create_task(self._gauges(), name="gauges"),
                     tasks.create_task(self._retention(), name="retention"),
@@ -263,6 +270,7 @@ class Gateway:
             self.broker.stop()
             await self.sync.aclose()
             await self.priority_sync.aclose()
+            await self.downlink.aclose()
             self._executor.shutdown(wait=True)
             self.store.close()
             log.info("gateway stopped after %.0fs", time.monotonic() - started)

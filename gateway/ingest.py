@@ -56,6 +56,7 @@ class IngestResult:
     rejected_examples: list[tuple[str, str]] = field(default_factory=list)
     event_keys: dict[str, list[list[Any]]] = field(default_factory=dict)
     presence_changes: list[tuple[str, str]] = field(default_factory=list)
+    births: list[tuple[str, int | None]] = field(default_factory=list)
     alarms_changed: int = 0
     samples_downsampled: int = 0
     samples_refused: int = 0
@@ -118,7 +119,12 @@ class Ingestor:
         result.duplicate = len(commit.inserted) - result.new
         result.presence_changes = commit.presence_changes
         now = time.time() if now is None else now
+        answered = [acc.body["cid"] for acc in accepted if acc.kind == messages.ACK]
+        if answered:
+            self.store.commands_answered(answered)
         for acc, new in zip(accepted, commit.inserted, strict=True):
+            if new and acc.kind == messages.BIRTH:
+                result.births.append((acc.device, acc.body.get("config_version")))
             if new and acc.kind == messages.TELEMETRY:
                 result.alarms_changed += self.rules.on_telemetry(acc.device, acc.body, now)
             if messages.is_event(acc.kind):

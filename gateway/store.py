@@ -24,7 +24,7 @@ QUARANTINE_KEEP = 1000
 INSERT_CHUNK = 500
 PRUNE_CHUNK = 5000
 # Alarms and command acks reach the cloud ahead of any backlog of samples: the priority lane.
-PRIORITY_KINDS = ("alarm", "ack", "gateway_alarm")
+PRIORITY_KINDS = ("alarm", "ack", "gateway_alarm", "command_status")
 GATEWAY_ALARM = "gateway_alarm"
 
 _SCHEMA = """
@@ -47,7 +47,7 @@ CREATE TABLE IF NOT EXISTS record (
 CREATE UNIQUE INDEX IF NOT EXISTS record_key ON record(device_no, boot_no, seq) WHERE seq IS NOT NULL;
 CREATE INDEX IF NOT EXISTS record_pending ON record(gseq) WHERE sync_state = 0;
 CREATE INDEX IF NOT EXISTS record_priority ON record(gseq)
-    WHERE sync_state = 0 AND kind IN ('alarm', 'ack', 'gateway_alarm');
+    WHERE sync_state = 0 AND kind IN ('alarm', 'ack', 'gateway_alarm', 'command_status');
 CREATE INDEX IF NOT EXISTS record_synced ON record(synced_at) WHERE sync_state != 0;
 CREATE TABLE IF NOT EXISTS device (
     no INTEGER PRIMARY KEY,
@@ -66,6 +66,26 @@ CREATE TABLE IF NOT EXISTS alarm_state (
     raised_at REAL NOT NULL,
     detail TEXT NOT NULL,
     PRIMARY KEY (device, code)
+);
+CREATE TABLE IF NOT EXISTS command (
+    cid TEXT PRIMARY KEY,
+    device TEXT NOT NULL,
+    name TEXT NOT NULL,
+    args TEXT NOT NULL,
+    exp REAL NOT NULL,
+    state TEXT NOT NULL DEFAULT 'queued',
+    received_at REAL NOT NULL,
+    published_at REAL
+);
+CREATE INDEX IF NOT EXISTS command_open ON command(device) WHERE state IN ('queued', 'published');
+CREATE TABLE IF NOT EXISTS desired_config (
+    device TEXT PRIMARY KEY,
+    version INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS quarantine (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -319,8 +339,8 @@ class Store:
         """
         where = {
             "all": "",
-            "priority": "AND kind IN ('alarm', 'ack', 'gateway_alarm')",
-            "bulk": "AND kind NOT IN ('alarm', 'ack', 'gateway_alarm')",
+            "priority": "AND kind IN ('alarm', 'ack', 'gateway_alarm', 'command_status')",
+            "bulk": "AND kind NOT IN ('alarm', 'ack', 'gateway_alarm', 'command_status')",
         }[lane]
         rows = self._db.execute(
             f"SELECT gseq, kind, device, boot, seq, ts, body FROM record WHERE sync_state = 0 {where} "
@@ -396,6 +416,83 @@ class Store:
             (device, device, prefix + "%"),
         ).fetchall()
         return [code if device else f"{dev}/{code}" for dev, code in rows]
+
+    def queue_commands(self, commands: list[dict[str, Any]], now: float | None = None) -> list[str]:
+        """Keep commands pulled from the cloud until their device is there; return the new cids."""
+        now = time.time() if now is None else now
+        new = []
+        with self._db:
+            for c in commands:
+                cur = self._db.execute(
+                    "INSERT OR IGNORE INTO command(cid, device, name, args, exp, received_at) VALUES (?,?,?,?,?,?)",
+                    (c["cid"], c["device"], c["name"], json.dumps(c.get("args") or {}), float(c["exp"]), now),
+                )
+                if cur.rowcount == 1:
+                    new.append(c["cid"])
+        return new
+
+    def open_commands(self, device: str | None = None, unpublished_only: bool = False,
+                      now: float | None = None) -> list[dict[str, Any]]:
+        """Commands not yet answered by their device and not expired (of one device, or all)."""
+        now = time.time() if now is None else now
+        states = "('queued')" if unpublished_only else "('queued', 'published')"
+        rows = self._db.execute(
+            f"SELECT cid, device, name, args, exp FROM command WHERE state IN {states} "
+            "AND exp > ? AND (? IS NULL OR device = ?) ORDER BY received_at",
+            (now, device, device),
+        ).fetchall()
+        return [{"cid": c, "device": d, "name": n, "args": json.loads(a), "exp": e} for c, d, n, a, e in rows]
+
+    def command_published(self, cid: str, now: float | None = None) -> None:
+        """The command went to the device's broker: tell the cloud it is delivered (once)."""
+        now = time.time() if now is None else now
+        with self._db:
+            cur = self._db.execute(
+                "UPDATE command SET state='published', published_at=? WHERE cid=? AND state='queued'", (now, cid)
+            )
+            if cur.rowcount == 1:
+                device = self._db.execute("SELECT device FROM command WHERE cid=?", (cid,)).fetchone()[0]
+                self._db.execute(
+                    "INSERT INTO record(kind, device, ts, body, received_at) VALUES ('command_status', ?, ?, ?, ?)",
+                    (device, now, json.dumps({"cid": cid, "state": "delivered"}), now),
+                )
+                self._pending += 1
+
+    def commands_answered(self, cids: list[str]) -> None:
+        """The devices acknowledged these commands: stop offering them."""
+        with self._db:
+            self._db.executemany("UPDATE command SET state='answered' WHERE cid=?", [(c,) for c in cids])
+
+    def set_desired_configs(self, configs: list[dict[str, Any]], cursor: int | None) -> list[dict[str, Any]]:
+        """Keep each device's latest desired config; return the ones that are newer than what was kept."""
+        changed = []
+        with self._db:
+            for c in configs:
+                cur = self._db.execute(
+                    "INSERT INTO desired_config(device, version, body) VALUES (?,?,?) "
+                    "ON CONFLICT(device) DO UPDATE SET version=excluded.version, body=excluded.body "
+                    "WHERE excluded.version > desired_config.version",
+                    (c["device"], int(c["version"]), json.dumps(c["values"])),
+                )
+                if cur.rowcount == 1:
+                    changed.append(c)
+            if cursor is not None:
+                self._db.execute(
+                    "INSERT INTO meta(key, value) VALUES ('config_cursor', ?) "
+                    "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                    (str(cursor),),
+                )
+        return changed
+
+    def desired_config(self, device: str) -> dict[str, Any] | None:
+        """The latest desired config of a device, if the cloud has set one."""
+        row = self._db.execute("SELECT version, body FROM desired_config WHERE device=?", (device,)).fetchone()
+        return None if row is None else {"device": device, "version": row[0], "values": json.loads(row[1])}
+
+    def config_cursor(self) -> int:
+        """How far the gateway has read the cloud's config changes."""
+        row = self._db.execute("SELECT value FROM meta WHERE key='config_cursor'").fetchone()
+        return int(row[0]) if row else 0
 
     def usage_bytes(self) -> int:
         """Bytes of the database in use (free pages not counted)."""

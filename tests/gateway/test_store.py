@@ -116,3 +116,25 @@ def test_a_batch_mixing_births_events_and_repeats_counts_each_key_once(store: St
     assert store.backlog()[0] == 5
     assert store.commit([attendance(3), attendance(4)]).inserted == [False, True]
     assert store.backlog()[0] == 6
+
+
+def test_commands_wait_for_their_device_and_leave_once_answered(store: Store) -> None:
+    cmd = {"cid": "c1", "device": DEV, "name": "power_off", "args": {}, "exp": 2000.0}
+    assert store.queue_commands([cmd, {**cmd, "cid": "c0", "exp": 500.0}], now=100.0) == ["c1", "c0"]
+    assert store.queue_commands([cmd], now=101.0) == []
+    assert [c["cid"] for c in store.open_commands(DEV, now=1000.0)] == ["c1"]
+    store.command_published("c1", now=1000.0)
+    store.command_published("c1", now=1001.0)
+    statuses = [r["body"] for r in store.pending(10, "priority")]
+    assert statuses == [{"cid": "c1", "state": "delivered"}]
+    assert store.open_commands(unpublished_only=True, now=1000.0) == []
+    store.commands_answered(["c1"])
+    assert store.open_commands(DEV, now=1000.0) == []
+
+
+def test_only_a_newer_desired_config_replaces_the_kept_one(store: Store) -> None:
+    v2 = {"device": DEV, "version": 2, "values": {"health_s": 30}}
+    assert store.set_desired_configs([v2], cursor=7) == [v2]
+    assert store.set_desired_configs([{**v2, "version": 1}], cursor=8) == []
+    assert store.desired_config(DEV) == v2
+    assert store.config_cursor() == 8
