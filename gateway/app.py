@@ -20,6 +20,7 @@ from gateway.config import GatewaySettings
 from gateway.downlink import DownlinkRelay
 from gateway.ingest import IngestResult, StoreWorker, StoreWorkerError
 from gateway.metrics import Metrics
+from gateway.serial_display import SerialDisplay
 from gateway.store import PRUNE_CHUNK
 from gateway.sync import CloudSync
 from protocol import messages, topics
@@ -92,6 +93,9 @@ class Gateway:
         self.sync: CloudSync | None = None
         self.priority_sync: CloudSync | None = None
         self.downlink: DownlinkRelay | None = None
+        self.displays = {
+            d.device_id: SerialDisplay(d, settings.school, self._ingest_local, self.metrics) for d in settings.displays
+        }
         self._stopping = asyncio.Event()
         self._status: Any = None
         self.status_port: int | None = None
@@ -142,8 +146,15 @@ class Gateway:
             for device, config_version in result.births:
                 await self.downlink.device_online(device, config_version)
 
+    async def _ingest_local(self, raw: list[tuple[str, bytes]]) -> None:
+        """Messages the gateway makes itself on behalf of a device (a serial-wired display)."""
+        now = time.monotonic()
+        await self._write_batch([Incoming(topic, payload, 0, 0, False, now) for topic, payload in raw])
+
     def _send_event_acks(self, by_device: dict[str, list[list[Any]]]) -> None:
         for device, keys in by_device.items():
+            if device in self.displays:
+                continue
             topic = topics.down(self.settings.school, device, topics.EVENT_ACK)
             for i in range(0, len(keys), EACK_KEYS_PER_MESSAGE):
                 # Built from keys the store just validated; small enough for a device to decode in its heap.
@@ -242,7 +253,7 @@ class Gateway:
         await asyncio.get_running_loop().run_in_executor(self._executor, self.store.start)
         self.sync = CloudSync(self.settings, self.in_store, self.metrics, lane="bulk")
         self.priority_sync = CloudSync(self.settings, self.in_store, self.metrics, lane="priority")
-        self.downlink = DownlinkRelay(self.settings, self.in_store, self.broker, self.metrics)
+        self.downlink = DownlinkRelay(self.settings, self.in_store, self.broker, self.metrics, displays=self.displays)
         log.info("gateway for school %s starting; store %s", self.settings.school, self.settings.db_path)
         self.broker.start()
         started = time.monotonic()
@@ -258,6 +269,8 @@ class Gateway:
                     tasks.create_task(self._retention(), name="retention"),
                     tasks.create_task(self._rules(), name="edge-rules"),
                 ]
+                for device, display in self.displays.items():
+                    workers.append(tasks.create_task(display.run(), name=f"display-{device}"))
                 if self.settings.status.enabled:
                     workers.append(tasks.create_task(self._status_server(), name="status-server"))
                 await self._stopping.wait()

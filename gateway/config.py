@@ -128,6 +128,25 @@ class RulesSettings(BaseModel):
     ranges: list[RangeRule] = Field(default_factory=_default_ranges)
 
 
+class DisplaySettings(BaseModel):
+    """A smart blackboard whose RS-232 control port is wired to the gateway's own serial port."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    device_id: str = Field(description="the id it shows up under, esp32-<12 hex digits>")
+    port: str = Field(description="serial device, e.g. /dev/ttyUSB0")
+    addr: int = Field(default=1, ge=0, le=254)
+    baudrate: int = Field(default=9600, gt=0)
+    poll_s: float = Field(default=30.0, ge=1)
+
+    @field_validator("device_id")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if not topics.is_device_id(value):
+            raise ValueError("must be esp32-<12 lowercase hex digits>, e.g. from the display's MAC address")
+        return value
+
+
 class StatusSettings(BaseModel):
     """The local status page and Prometheus endpoint."""
 
@@ -154,6 +173,7 @@ class GatewaySettings(BaseSettings):
     store: StoreSettings = StoreSettings()
     calendar: CalendarSettings = CalendarSettings()
     rules: RulesSettings = RulesSettings()
+    displays: list[DisplaySettings] = Field(default_factory=list)
     presence_check_s: float = Field(default=5.0, gt=0)
     missed_health_periods: int = Field(default=3, ge=1)
 

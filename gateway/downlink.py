@@ -24,6 +24,7 @@ import httpx
 from gateway.broker import BrokerLink
 from gateway.config import GatewaySettings
 from gateway.metrics import Metrics
+from gateway.serial_display import SerialDisplay
 from gateway.sync import backoff_delay
 from protocol import messages, topics
 
@@ -40,8 +41,10 @@ class DownlinkRelay:
     """Pulls commands and configs from the cloud and hands them to the devices."""
 
     def __init__(self, settings: GatewaySettings, run_in_store: StoreCall, broker: BrokerLink,
-                 metrics: Metrics, client: httpx.AsyncClient | None = None) -> None:
+                 metrics: Metrics, client: httpx.AsyncClient | None = None,
+                 displays: dict[str, SerialDisplay] | None = None) -> None:
         self._settings = settings
+        self._displays = displays or {}
         self._run = run_in_store
         self._broker = broker
         self._metrics = metrics
@@ -110,6 +113,13 @@ class DownlinkRelay:
 
     async def _publish_command(self, command: dict[str, Any]) -> None:
         if command["exp"] <= time.time():
+            return
+        display = self._displays.get(command["device"])
+        if display is not None:
+            # Wired to the gateway itself: carried out here, and its ack goes through the store.
+            await self._run("command_published", command["cid"])
+            await display.execute(command["cid"], command["name"], command["args"], command["exp"])
+            self._metrics.inc("commands_relayed")
             return
         payload = messages.encode(messages.command(command["cid"], command["name"], command["args"],
                                                    command["exp"]))
