@@ -106,6 +106,7 @@ class Gateway:
         return await loop.run_in_executor(self._executor, self.store.call, method, *args)
 
     async def _write_batch(self, batch: list[Incoming]) -> None:
+        self.metrics.inc("messages_in", len(batch))
         raw = [(i.topic, i.payload) for i in batch]
         attempt = 0
         while True:

@@ -242,6 +242,7 @@ class Store:
                         health[acc.device] = orjson.dumps(acc.body).decode()
 
     def _reload(self) -> None:
+        self._alarms: set[tuple[str, str]] = set(self._db.execute("SELECT device, code FROM alarm_state"))
         self._devices = {
             d: [b, p, n] for d, b, p, n in self._db.execute("SELECT id, boot, presence, no FROM device")
         }
@@ -389,6 +390,9 @@ class Store:
 
     def set_alarm(self, device: str, code: str, active: bool, detail: str, now: float | None = None) -> bool:
         """Raise or clear an edge alarm on a device; True if that changed anything (each is sent once)."""
+        if ((device, code) in self._alarms) == active:
+            # Most samples change nothing: answered from memory, without touching the database.
+            return False
         now = time.time() if now is None else now
         with self._db:
             if active:
@@ -401,6 +405,10 @@ class Store:
                     "DELETE FROM alarm_state WHERE device=? AND code=?", (device, code)
                 ).rowcount == 1
             if changed:
+                if active:
+                    self._alarms.add((device, code))
+                else:
+                    self._alarms.discard((device, code))
                 self._db.execute(
                     "INSERT INTO record(kind, device, ts, body, received_at) VALUES (?, ?, ?, ?, ?)",
                     (GATEWAY_ALARM, device, now,
@@ -411,10 +419,7 @@ class Store:
 
     def active_alarms(self, device: str | None = None, prefix: str = "") -> list[str]:
         """Codes of the active edge alarms (of one device), optionally only those starting `prefix`."""
-        rows = self._db.execute(
-            "SELECT device, code FROM alarm_state WHERE (? IS NULL OR device = ?) AND code LIKE ? ORDER BY code",
-            (device, device, prefix + "%"),
-        ).fetchall()
+        rows = sorted((d, c) for d, c in self._alarms if (device is None or d == device) and c.startswith(prefix))
         return [code if device else f"{dev}/{code}" for dev, code in rows]
 
     def queue_commands(self, commands: list[dict[str, Any]], now: float | None = None) -> list[str]:
