@@ -65,3 +65,11 @@ def test_a_missing_file_says_so(tmp_path: Path) -> None:
 def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CLASSOPS_GATEWAY_CLOUD__TOKEN", "from-env")
     assert load_settings(write(tmp_path, GOOD)).cloud.token == "from-env"
+
+
+def test_the_documented_example_is_a_valid_config(tmp_path: Path) -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "gateway.md").read_text()
+    example = doc.split("```toml\n", 1)[1].split("```", 1)[0]
+    settings = load_settings(write(tmp_path, example))
+    assert settings.displays[0].port == "/dev/ttyUSB0"
+    assert settings.calendar.school_days
