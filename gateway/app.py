@@ -217,7 +217,7 @@ class Gateway:
         from gateway.status import create_status_app
 
         class StatusServer(uvicorn.Server):
-            def capture_signals(self) -> contextlib.AbstractContextManager[None]:
+            def capture_signals(self) -> Any:
                 # The gateway owns the process's signals; the status server must not take them over.
                 return contextlib.nullcontext()
 

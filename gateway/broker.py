@@ -69,7 +69,7 @@ class Incoming:
     """One message as the broker delivered it; `mid` and `qos` are needed to acknowledge it."""
 
     topic: str
-    payload: bytes
+    payload: bytes | bytearray
     qos: int
     mid: int
     retain: bool

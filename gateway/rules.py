@@ -73,12 +73,12 @@ class RuleEngine:
     def _check_range(self, device: str, rule: RangeRule, value: float, now: float) -> int:
         changes = 0
         high, low = f"{READING_HIGH}:{rule.reading}", f"{READING_LOW}:{rule.reading}"
-        if rule.high is not None:
+        if rule.high is not None and rule.clear_high is not None:
             if value >= rule.high:
                 changes += self._store.set_alarm(device, high, True, f"{rule.reading} {value} >= {rule.high}", now)
             elif value <= rule.clear_high:
                 changes += self._store.set_alarm(device, high, False, f"{rule.reading} back to {value}", now)
-        if rule.low is not None:
+        if rule.low is not None and rule.clear_low is not None:
             if value <= rule.low:
                 changes += self._store.set_alarm(device, low, True, f"{rule.reading} {value} <= {rule.low}", now)
             elif value >= rule.clear_low:

@@ -73,8 +73,8 @@ def run_demo(workdir: Path, devices: int = 4, cloud_port: int = 8000, tap_interv
         )
         started = time.monotonic()
         while not stop.wait(STATUS_EVERY_S):
-            for part in (broker, cloud, gateway):
-                part.check_alive()
+            for alive in (broker, cloud, gateway):
+                alive.check_alive()
             _, events = http_json("GET", cloud.url + "/api/v1/attendance-events?limit=1", token=token)
             _, listed = http_json("GET", cloud.url + "/api/v1/devices", token=token)
             listed = listed if isinstance(listed, list) else []

@@ -126,11 +126,13 @@ class ManagedProcess:
             return ""
         return "\n".join(text.splitlines()[-lines:])
 
-    def check_alive(self) -> None:
-        """Raise StackError with the log's tail if the process has died."""
+    def check_alive(self) -> bool:
+        """Raise StackError with the log's tail if the process has died; False otherwise, so that it can
+        stand in a wait condition: `ready() or process.check_alive()`."""
         if not self.running:
             code = self.proc.returncode if self.proc else None
             raise StackError(f"{self.name} exited with {code}:\n{self.log_tail()}")
+        return False
 
 
 class Mosquitto(ManagedProcess):
