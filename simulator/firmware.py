@@ -18,6 +18,11 @@ Config fields the firmware reads (firmware/app/config.py validates them; None or
     buffer_slots  events the flash ring buffer holds (256)
     fw            firmware version in the birth (the VM's MicroPython version)
     app           application version in the birth (firmware app.VERSION)
+
+and the role's and recovery's settings, documented in firmware/app/config.py: sensors, telemetry_s,
+stuck_reads, display_port (the pty of a simulator.display.VirtualDisplay), display_addr, display_input,
+display_boot_s, display_poll_s, sense_grace_s, relay_off_delay_s, schedule, tz_min, watchdog_s,
+reboot_after_s, wifi_reset_after, boot_ok_s, safe_after, ota_selftest_s, ntp_host.
 """
 
 from __future__ import annotations
@@ -37,13 +42,17 @@ from typing import Self
 CONFIG_FIELDS = (
     "device_id", "school", "role", "broker_host", "broker_port", "username", "password", "keepalive_s",
     "health_s", "data_dir", "hwbus", "debounce_s", "resend_s", "buffer_slots", "fw", "app",
+    "ntp_host", "sensors", "telemetry_s", "stuck_reads", "display_port", "display_addr", "display_input",
+    "display_boot_s", "display_poll_s", "sense_grace_s", "relay_off_delay_s", "schedule", "tz_min",
+    "watchdog_s", "reboot_after_s", "wifi_reset_after", "boot_ok_s", "safe_after", "ota_selftest_s",
 )
 # Exit code of a firmware VM whose single device obeyed a reboot command and wants to be started again.
 EXIT_RESTART = 3
 STOP_TIMEOUT_S = 5.0
-# Measured on the 64-bit unix port: the modules take about 53 KB, a running device about 18 KB more;
-# the rest is headroom for replaying a backlog. The ESP32's 32-bit objects need about half.
-HEAP_FIRST_KB = 96
+# Measured on the 64-bit unix port: the modules of one role take 100-120 KB (a chip runs them frozen
+# in flash, not from its heap), a running device about 20 KB more; the rest is headroom for replaying
+# a backlog. The ESP32's 32-bit objects need about half.
+HEAP_FIRST_KB = 192
 HEAP_PER_EXTRA_DEVICE_KB = 40
 
 
@@ -79,7 +88,8 @@ def mpy_cross_binary() -> str | None:
 
 def _module_sources() -> list[tuple[Path, Path]]:
     """(source, path relative to the import root) of every module the firmware imports."""
-    out = []
+    out = [(source, source.relative_to(firmware_dir())) for source in sorted(firmware_dir().glob("*.py"))
+           if source.name != "main.py"]
     for root, package in ((firmware_dir(), "app"), (firmware_dir(), "hal"), (repo_root(), "protocol")):
         for source in sorted((root / package).rglob("*.py")):
             out.append((source, source.relative_to(root)))

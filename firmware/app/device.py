@@ -1,7 +1,8 @@
-"""One ClassOps classroom device: birth, health, card taps, commands and end-to-end event delivery.
+"""One ClassOps classroom device: birth, health, events, commands, config, recovery and app updates.
 
 All state lives on the Device instance, so one VM can host many devices. Each concern runs as its own
-task: the broker link, the health sampler, the card reader and the event sender.
+task: the broker link, the event sender, the health sampler, the supervisor (watchdog, recovery ladder,
+update self-test) and the tasks of the device's role (app/roles/).
 
 Events (attendance, command acks) go to the flash ring buffer before anything is sent, and leave it
 only when the gateway's `eack` names their (boot, seq): the broker's PUBACK proves nothing about the
@@ -19,7 +20,9 @@ from binascii import hexlify
 from random import random
 from time import ticks_add, ticks_diff, ticks_ms
 
-from app import VERSION
+import loader
+
+from app import VERSION, config
 from app.mqtt import MQTTClient, MQTTError
 from app.ringbuf import RingBuffer
 from protocol import messages, topics
@@ -32,11 +35,19 @@ SENDER_TICK_MS = 250
 # A reboot waits this long for the broker to take the command's ack before restarting.
 REBOOT_ACK_WAIT_MS = 2000
 ERROR_PAUSE_S = 1
-# Cards remembered for debouncing: a reader sees far fewer distinct cards than this within debounce_s.
-DEBOUNCE_CARDS = 16
 MAX_CID = 64
 EVENTS_FILE = "events.rb"
+CIDS_FILE = "commands.json"
+# Command ids remembered with their results, so that a command sent again is answered, not redone.
+KEEP_CIDS = 16
+SUPERVISE_MS = 1000
+# The clock is set again this often: an ESP32's RTC drifts by seconds a day.
+CLOCK_SYNC_MS = 6 * 3600 * 1000
+CLOCK_RETRY_MS = 60000
 RESTART = 3
+GC_EVERY_MS = 1000
+# When the VM last collected garbage for a health figure: shared by the devices of a VM on purpose.
+_last_gc = [ticks_ms() - GC_EVERY_MS]
 
 # Per-slot event flags. The leaf's index in EVENT_LEAVES sits in the high nibble.
 _F_PENDING = 1
@@ -48,24 +59,37 @@ EVENT_LEAVES = (topics.ATTENDANCE, topics.ALARM, topics.ACK)
 class Device:
     """A device built from its validated config and its hardware backend; `await run()` to start."""
 
-    def __init__(self, cfg, hal):
-        self.cfg = cfg
+    def __init__(self, cfg, hal, boot=None):
+        boot = boot or {}
         self.hal = hal
         self.device_id = hal.device_id
+        self.config_version, values = config.load_desired(hal.data_dir)
+        if values:
+            try:
+                cfg = config.merged(cfg, values)
+            except config.ConfigError as exc:
+                print("%s desired config %s refused: %s" % (self.device_id, self.config_version, exc))
+                self.config_version = None
+        self.cfg = cfg
         self.school = cfg["school"]
         self.boot = hexlify(os.urandom(4)).decode()
         self._seq = 0
+        self.safe_mode = bool(boot.get("safe"))
+        self._ota = boot.get("ota")
         self.errors = {
             "mqtt_reconnects": 0,
+            "wifi_resets": 0,
             "bad_commands": 0,
             "bad_messages": 0,
             "bad_records": 0,
             "out_of_memory": 0,
             "internal": 0,
+            "sensor_faults": 0,
         }
         school, dev = self.school, self.device_id
         self._up = {}
-        for leaf in (topics.STATUS, topics.HEALTH, topics.ATTENDANCE, topics.ACK, topics.ALARM):
+        for leaf in (topics.STATUS, topics.HEALTH, topics.TELEMETRY, topics.ATTENDANCE, topics.ACK,
+                     topics.ALARM):
             self._up[leaf] = topics.up(school, dev, leaf)
         self._down = {}
         for leaf in topics.DOWN_LEAVES:
@@ -78,22 +102,37 @@ class Device:
         self._ev_boot = array("H", bytes(2 * slots))
         self._ev_seq = array("i", bytes(4 * slots))
         self._ev_due = array("i", bytes(4 * slots))
-        self._ev_pid = array("H", bytes(2 * slots))
+        # The packet id of one event's latest publish is kept: a reboot waits for its ack's PUBACK.
+        self._watch_slot = -1
+        self._watch_pid = 0
         self._ev_flags = bytearray(slots)
         self._load_pending()
-        self._resend_ms = int(cfg["resend_s"] * 1000)
-        self._debounce_ms = int(cfg["debounce_s"] * 1000)
-        self._card_uid = [None] * DEBOUNCE_CARDS
-        self._card_at = array("i", bytes(4 * DEBOUNCE_CARDS))
-        self._card_next = 0
         self.client = MQTTClient(dev, cfg["broker_host"], cfg["broker_port"], cfg["username"],
                                  cfg["password"], cfg["keepalive_s"], self._on_message)
         self._online = False
+        self.births = 0
+        self._link_failures = 0
         self._wake = asyncio.Event()
         self._done = asyncio.Event()
         self.exit_code = None
         self._uptime_ms = 0
         self._uptime_mark = ticks_ms()
+        self._offline_since = ticks_ms()
+        self._cids = self._load_cids()
+        self._busy_cids = []
+        self._command_lock = asyncio.Lock()
+        hal.on_link_drop(self._link_dropped)
+        self.role = None
+        if not self.safe_mode:
+            from app import roles
+
+            self.role = roles.create(self)
+        if boot.get("config_problem"):
+            self.alarm(messages.CONFIG_INVALID, "raise", "running the last good config: "
+                       + boot["config_problem"][:200])
+        if self.safe_mode:
+            self.alarm(messages.SAFE_MODE, "raise", "%d boots failed in a row" % boot.get("boots", 0))
+        self._ack_ota_outcome()
 
     def log(self, text):
         """One line on the console, tagged with the device id."""
@@ -118,7 +157,8 @@ class Device:
             self._boots.append(boot)
         self._ev_boot[slot] = bi
         self._ev_seq[slot] = seq
-        self._ev_pid[slot] = 0
+        if slot == self._watch_slot:
+            self._watch_pid = 0
         self._ev_flags[slot] = _F_PENDING | (_F_HIST if hist else 0) | (leaf_index << 4)
 
     def _pending_slots(self):
@@ -165,23 +205,28 @@ class Device:
         self._wake.set()
         return slot
 
-    def take_tap(self, uid):
-        """A card tap from the reader: "ok" once the event is on flash, else "ignored <reason>"."""
-        uid = uid.lower()
-        if not messages.is_card_uid(uid):
-            return "ignored bad_uid"
-        now = ticks_ms()
-        for i in range(DEBOUNCE_CARDS):
-            if self._card_uid[i] == uid and ticks_diff(now, self._card_at[i]) < self._debounce_ms:
-                return "ignored debounce"
-        fields = {"card": uid, "hist": False, "clock_ok": self.hal.clock_ok()}
-        if self.add_event(messages.ATTENDANCE, fields) is None:
-            return "ignored full"
-        i = self._card_next
-        self._card_uid[i] = uid
-        self._card_at[i] = now
-        self._card_next = (i + 1) % DEBOUNCE_CARDS
-        return "ok"
+    def now(self):
+        """Unix time from the hardware layer's clock."""
+        return self.hal.time()
+
+    def alarm(self, code, state, detail=None):
+        """Raise or clear alarm `code` (one of messages.ALARM_CODES) as an event."""
+        fields = {"code": code, "state": state, "hist": False}
+        if detail:
+            fields["detail"] = detail
+        self.log("alarm %s %s %s" % (code, state, detail or ""))
+        return self.add_event(messages.ALARM, fields)
+
+    async def send_sample(self, kind, fields):
+        """Publish a sample (telemetry) at QoS 0 while online; dropped while offline, as samples are."""
+        if not self._online:
+            return False
+        try:
+            await self.client.publish(self._up[kind], messages.encode(self._message(kind, fields)))
+        except OSError:
+            self.client.abort()
+            return False
+        return True
 
     def _on_message(self, topic, payload):
         leaf = self._down.get(topic)
@@ -202,6 +247,12 @@ class Device:
             self._on_event_ack(msg["keys"])
         elif leaf == topics.COMMAND:
             self._on_command(msg)
+        elif leaf == topics.CONFIG:
+            if msg["version"] != self.config_version:
+                result, detail = self.apply_config(msg["version"], msg["values"])
+                if result != "ok":
+                    self.alarm(messages.CONFIG_REJECTED, "raise",
+                               "version %d: %s" % (msg["version"], detail))
 
     def _on_event_ack(self, keys):
         for boot, seq in keys:
@@ -215,38 +266,137 @@ class Device:
                     self._ev_flags[slot] = 0
                     break
 
+    def _load_cids(self):
+        kept = loader.read_json(self.hal.data_dir + "/" + CIDS_FILE)
+        return kept if isinstance(kept, list) else []
+
+    def _remember(self, cid, result, detail):
+        self._cids.append([cid, result, detail])
+        del self._cids[:-KEEP_CIDS]
+        try:
+            config.write_json(self.hal.data_dir + "/" + CIDS_FILE, self._cids)
+        except OSError:
+            pass
+
+    def _ack(self, cid, result, detail=None):
+        fields = {"cid": cid, "result": result, "hist": False}
+        if detail:
+            fields["detail"] = detail[:200]
+        return self.add_event(messages.ACK, fields)
+
     def _on_command(self, msg):
         cid = msg["cid"]
-        name = msg["name"]
         if not cid or len(cid) > MAX_CID:
             self.errors["bad_commands"] += 1
             return
-        detail = None
+        if cid in self._busy_cids:
+            return
+        if self._ota and self._ota.get("trial") and self._ota.get("cid") == cid:
+            # The update this command started is on trial; its outcome is the ack.
+            return
+        for kept in self._cids:
+            if kept[0] == cid:
+                # Sent again (the gateway never saw the ack): answer again, do not do it twice.
+                self._ack(cid, kept[1], kept[2])
+                return
+        args = msg.get("args") or {}
         if self.hal.clock_ok() and msg["exp"] < self.hal.time():
-            result = "expired"
-        elif name == "ping":
-            result = "ok"
-        elif name == "reboot":
-            result = "ok"
-        else:
-            result = "rejected"
-            detail = "unknown command"
-        fields = {"cid": cid, "result": result, "hist": False}
-        if detail:
-            fields["detail"] = detail
-        self.log("command %s %s: %s" % (name, cid, result))
-        slot = self.add_event(messages.ACK, fields)
-        if name == "reboot" and result == "ok":
-            asyncio.create_task(self._reboot(slot))
+            self.log("command %s %s: expired" % (msg["name"], cid))
+            self._remember(cid, "expired", None)
+            self._ack(cid, "expired")
+            return
+        self._busy_cids.append(cid)
+        asyncio.create_task(self._run_command(cid, msg["name"], args))
+
+    async def _run_command(self, cid, name, args):
+        try:
+            async with self._command_lock:
+                try:
+                    result, detail = await self._execute(cid, name, args)
+                except Exception as exc:
+                    self.errors["internal"] += 1
+                    result, detail = "error", "%r" % (exc,)
+            if result is None:
+                return
+            self.log("command %s %s: %s %s" % (name, cid, result, detail or ""))
+            self._remember(cid, result, detail)
+            slot = self._ack(cid, result, detail)
+            if name == messages.REBOOT and result == "ok":
+                await self._reboot(slot)
+        finally:
+            self._busy_cids.remove(cid)
+
+    async def _execute(self, cid, name, args):
+        """(result, detail) of one command; result None when the ack comes later (an app update)."""
+        if name == messages.PING:
+            return "ok", None
+        if name == messages.REBOOT:
+            if args.get("normal"):
+                loader.boot_ok(self.hal.data_dir)
+            return "ok", None
+        if name == messages.SET_CONFIG:
+            version = args.get("version", self.config_version or 0)
+            if isinstance(version, bool) or not isinstance(version, int):
+                return "rejected", "version must be an integer"
+            return self.apply_config(version, args.get("values"))
+        if name == messages.OTA:
+            from app import ota
+
+            return await ota.run(self, cid, args)
+        if self.role is not None:
+            done = await self.role.command(name, args)
+            if done is not None:
+                return done
+        if name in messages.COMMAND_NAMES:
+            return "rejected", "not for this role" if self.role is not None else "safe mode"
+        return "rejected", "unknown command"
+
+    def apply_config(self, version, values):
+        """Apply a desired config and keep it; (result, detail). The birth reports its version."""
+        try:
+            merged = config.merged(self.cfg, values)
+        except config.ConfigError as exc:
+            return "rejected", str(exc)
+        old_values = config.load_desired(self.hal.data_dir)[1]
+        for name in values:
+            old_values[name] = values[name]
+        config.save_desired(self.hal.data_dir, version, old_values)
+        for name in merged:
+            self.cfg[name] = merged[name]
+        self.config_version = version
+        if self.role is not None and hasattr(self.role, "config_changed"):
+            self.role.config_changed()
+        self.log("config version %d applied" % version)
+        if self._online:
+            asyncio.create_task(self._publish_birth())
+        return "ok", None
+
+    def _ack_ota_outcome(self):
+        st = self._ota
+        if not st or not st.get("outcome"):
+            return
+        out = st["outcome"]
+        if out.get("cid"):
+            self._remember(out["cid"], out["result"], out.get("detail"))
+            self._ack(out["cid"], out["result"], out.get("detail"))
+        st["outcome"] = None
+        loader.save_ota(self.hal.data_dir, st)
 
     async def _reboot(self, slot):
         start = ticks_ms()
+        if slot is not None:
+            self._watch_slot = slot
+            self._watch_pid = 0
         while slot is not None and ticks_diff(ticks_ms(), start) < REBOOT_ACK_WAIT_MS:
-            pid = self._ev_pid[slot]
+            pid = self._watch_pid
             if not self._ev_flags[slot] & _F_PENDING or (pid and self.client.acked(pid)):
                 break
             await asyncio.sleep_ms(20)
-        self.log("rebooting")
+        self.restart("reboot")
+
+    def restart(self, why):
+        """Restart the device (on the host: end run() with RESTART)."""
+        self.log("restarting: " + why)
         self.hal.restart()
         self.stop(RESTART)
 
@@ -257,15 +407,29 @@ class Device:
 
     def _birth(self):
         cfg = self.cfg
-        msg = self._message(messages.BIRTH, {
+        fields = {
             "role": cfg["role"],
             "fw": cfg["fw"] or self.hal.fw_version(),
             "app": cfg["app"] or VERSION,
             "reset": self.hal.reset_reason(),
             "health_s": cfg["health_s"],
             "clock_ok": self.hal.clock_ok(),
-        })
-        return messages.encode(msg)
+        }
+        if self.config_version is not None:
+            fields["config_version"] = self.config_version
+        if self.safe_mode:
+            fields["safe_mode"] = True
+        return messages.encode(self._message(messages.BIRTH, fields))
+
+    async def _publish_birth(self):
+        try:
+            await self.client.publish(self._up[topics.STATUS], self._birth(), retain=True, qos=1)
+            self.births += 1
+        except OSError:
+            self.client.abort()
+
+    def _link_dropped(self):
+        self.client.abort()
 
     async def _link(self):
         client = self.client
@@ -274,10 +438,13 @@ class Device:
         while True:
             try:
                 await self.hal.network_up()
+                client.keepalive = self.cfg["keepalive_s"]
                 await client.connect()
                 await client.subscribe(topics.device_downlink_filter(self.school, self.device_id), 1)
                 await client.publish(self._up[topics.STATUS], self._birth(), retain=True, qos=1)
+                self.births += 1
                 delay = BACKOFF_MIN_S
+                self._link_failures = 0
                 self.log("online boot=%s pending=%d" % (self.boot, self.buffer.count()))
                 flags = self._ev_flags
                 for slot in self._pending_slots():
@@ -292,9 +459,17 @@ class Device:
                 self.errors["out_of_memory"] += 1
                 self.log("link down: out of memory")
             finally:
+                if self._online:
+                    self._offline_since = ticks_ms()
                 self._online = False
                 client.close()
             self.errors["mqtt_reconnects"] += 1
+            self._link_failures += 1
+            # Second rung of the recovery ladder: a broker that stays unreachable may be a stuck
+            # Wi-Fi station; restart it. (The third, a reboot, is the supervisor's.)
+            if self._link_failures % self.cfg["wifi_reset_after"] == 0:
+                self.errors["wifi_resets"] += 1
+                self.hal.network_reset()
             await asyncio.sleep(delay * (1 + BACKOFF_JITTER * (2 * random() - 1)))
             delay = min(delay * 2, BACKOFF_MAX_S)
 
@@ -338,38 +513,95 @@ class Device:
                 return
             # An eack may have freed the slot while the publish was on its way.
             if flags[slot] & _F_PENDING:
-                self._ev_pid[slot] = pid
-                self._ev_due[slot] = ticks_add(now, self._resend_ms)
+                if slot == self._watch_slot:
+                    self._watch_pid = pid
+                self._ev_due[slot] = ticks_add(now, int(self.cfg["resend_s"] * 1000))
                 flags[slot] |= _F_HIST | _F_DUE
 
     async def _health(self):
-        period = self.cfg["health_s"]
+        # A random first wait spreads the health of a classroom full of devices that powered up
+        # together (and of a VM full of simulated ones) over the period.
+        await asyncio.sleep(random() * self.cfg["health_s"])
         while True:
-            await asyncio.sleep(period)
             uptime = self.uptime_s()
-            if not self._online:
-                continue
-            gc.collect()
-            free, block = self.hal.heap()
-            fields = {
-                "uptime_s": uptime,
-                "heap_free": free,
-                "heap_max_block": block,
-                "errors": self.error_counters(),
-                "buffered": self.buffer.count(),
-                "clock_ok": self.hal.clock_ok(),
-            }
-            rssi = self.hal.rssi()
-            if rssi is not None:
-                fields["rssi"] = rssi
-            try:
-                await self.client.publish(self._up[topics.HEALTH], messages.encode(
-                    self._message(messages.HEALTH, fields)))
-            except OSError:
-                self.client.abort()
+            if self._online:
+                await self._send_health(uptime)
+            await asyncio.sleep(self.cfg["health_s"])
 
-    async def _card_reader(self):
-        await self.hal.card_reader().run(self.take_tap)
+    async def _send_health(self, uptime):
+        """Publish one health sample."""
+        now = ticks_ms()
+        # One collection a second is enough for a true heap figure; a VM hosting hundreds of
+        # devices would otherwise stall for a collection per device.
+        if ticks_diff(now, _last_gc[0]) >= GC_EVERY_MS:
+            _last_gc[0] = now
+            gc.collect()
+        free, block = self.hal.heap()
+        fields = {
+            "uptime_s": uptime,
+            "heap_free": free,
+            "heap_max_block": block,
+            "errors": self.error_counters(),
+            "buffered": self.buffer.count(),
+            "clock_ok": self.hal.clock_ok(),
+        }
+        rssi = self.hal.rssi()
+        if rssi is not None:
+            fields["rssi"] = rssi
+        try:
+            await self.client.publish(self._up[topics.HEALTH], messages.encode(
+                self._message(messages.HEALTH, fields)))
+        except OSError:
+            self.client.abort()
+
+    async def _supervisor(self):
+        cfg = self.cfg
+        dog = self.hal.watchdog(int(cfg["watchdog_s"] * 1000))
+        started = ticks_ms()
+        booted_ok = False
+        clock_at = started
+        trial = self._ota is not None and self._ota.get("trial") is not None
+        while True:
+            # Fed only from here: a wedged event loop stops feeding and the chip resets.
+            dog.feed()
+            now = ticks_ms()
+            up_ms = ticks_diff(now, started)
+            if not booted_ok and up_ms >= cfg["boot_ok_s"] * 1000:
+                booted_ok = True
+                loader.boot_ok(self.hal.data_dir)
+            if ticks_diff(now, clock_at) >= 0:
+                ok = await self.hal.sync_clock()
+                clock_at = ticks_add(now, CLOCK_SYNC_MS if ok else CLOCK_RETRY_MS)
+            if trial:
+                trial = await self._trial_step(up_ms)
+                if self.exit_code is not None:
+                    return
+            if not self._online and ticks_diff(now, self._offline_since) >= cfg["reboot_after_s"] * 1000:
+                # Third rung: offline this long despite reconnects and Wi-Fi restarts.
+                self.restart("offline for %d s" % cfg["reboot_after_s"])
+                return
+            await asyncio.sleep_ms(SUPERVISE_MS)
+
+    async def _trial_step(self, up_ms):
+        """Self-test of an app version on trial: commit it once it passes, roll back at the deadline.
+        Returns whether the trial goes on."""
+        problem = "broker not reachable"
+        if self.births:
+            problem = await self.role.selftest() if self.role is not None else None
+            if problem is None:
+                loader.finish_trial(self.hal.data_dir, True, "version %s running" % VERSION)
+                image = self.hal.firmware_image()
+                if image is not None:
+                    image.confirm()
+                self._ota = loader.ota_state(self.hal.data_dir)
+                self._ack_ota_outcome()
+                self.log("app %s committed" % VERSION)
+                return False
+        if up_ms >= self.cfg["ota_selftest_s"] * 1000:
+            loader.finish_trial(self.hal.data_dir, False, "rolled back: self-test failed: " + problem)
+            self.restart("app %s failed its self-test: %s" % (VERSION, problem))
+            return False
+        return True
 
     async def _guard(self, name, job):
         # A bug in one concern must not take the device down: log it, count it, start the task again.
@@ -386,10 +618,16 @@ class Device:
 
     async def run(self):
         """Run every task until `stop`; return the exit code (RESTART after a reboot command)."""
-        self.log("boot %s reset=%s pending=%d" % (self.boot, self.hal.reset_reason(), self.buffer.count()))
+        self.log("boot %s app=%s reset=%s pending=%d%s" % (
+            self.boot, VERSION, self.hal.reset_reason(), self.buffer.count(),
+            " SAFE MODE" if self.safe_mode else ""))
+        jobs = [("link", self._link), ("sender", self._sender), ("health", self._health),
+                ("supervisor", self._supervisor)]
+        jobs += self.hal.tasks()
+        if self.role is not None:
+            jobs += self.role.tasks()
         tasks = []
-        for name, job in (("link", self._link), ("sender", self._sender),
-                          ("health", self._health), ("card_reader", self._card_reader)):
+        for name, job in jobs:
             tasks.append(asyncio.create_task(self._guard(name, job)))
         await self._done.wait()
         for task in tasks:

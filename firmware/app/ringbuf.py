@@ -8,9 +8,14 @@ The crc covers the write number, the length and the payload, so a slot torn by a
 middle of its write fails the check and reads as free. Acknowledging rewrites only the state byte,
 which the crc leaves out. A pending slot is never overwritten: when no slot is free, `append` refuses
 the record and counts it in `events_dropped`.
+
+Flash wear is spread by writing the slots in turn: `append` starts at the slot after the newest
+record (found again by write number after a reboot), never at slot 0, so every slot is written once
+per lap of the ring, and an acknowledgement rewrites a single byte of its slot.
 """
 
 import struct
+from array import array
 from binascii import crc32
 
 MAGIC = b"CE"
@@ -36,8 +41,8 @@ class RingBuffer:
         self.max_record = slot_size - HEADER_SIZE
         self.events_dropped = 0
         # Per slot: write number of a pending record, or -1 for a free slot. Kept in RAM so that
-        # appending and acknowledging never scan the flash.
-        self._pending = [-1] * slots
+        # appending and acknowledging never scan the flash; an array, 4 bytes a slot.
+        self._pending = array("i", b"\xff" * (4 * slots))
         self._next_number = 1
         self._head = 0
         self._hdr = bytearray(HEADER_SIZE)
@@ -142,9 +147,10 @@ class RingBuffer:
 
     def pending(self):
         """Slots holding pending records, oldest write first."""
-        pairs = [(n, s) for s, n in enumerate(self._pending) if n >= 0]
-        pairs.sort()
-        return [s for _, s in pairs]
+        pend = self._pending
+        out = [s for s in range(self.slots) if pend[s] >= 0]
+        out.sort(key=lambda s: pend[s])
+        return out
 
     def read(self, slot):
         """Payload of a pending slot, or None if the slot is free or fails its crc."""

@@ -166,3 +166,39 @@ def launch(tmp_path: Path, broker: Mosquitto, hwbus: HardwareBus) -> Iterator[Ca
         proc.kill()
     for proc in started:
         print(f"--- {proc.log_path}\n{proc.log_tail(60)}")
+
+
+@pytest.fixture
+def display(hwbus: HardwareBus) -> Iterator[Any]:
+    """A virtual smart display on a pty, its mains on the device's relay and its power on the
+    device's power-sense input, as the classroom wires them."""
+    from simulator.display import VirtualDisplay
+
+    def relay(device_id: str, name: str, value: str) -> None:
+        if name == "relay":
+            panel.set_mains(value == "1")
+
+    def sense(panel: VirtualDisplay) -> None:
+        try:
+            hwbus.set_power_sense(DEVICE, panel.power, timeout=2)
+        except Exception:
+            pass
+
+    panel = VirtualDisplay(mains=False, on_change=sense)
+    hwbus.on_output = relay
+    panel.start()
+    yield panel
+    hwbus.on_output = None
+    panel.stop()
+
+
+def poll(condition: Callable[[], Any], timeout: float = WAIT_S, what: str = "condition") -> Any:
+    """Poll `condition` until it is truthy; its value. AssertionError on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)

@@ -36,10 +36,10 @@ def test_firmware_command_runs_compiled_modules(tmp_path):
     argv, env = firmware_command([config])
     compiled = compiled_modules()
     assert compiled is not None and (compiled / "app" / "device.mpy").exists()
-    assert argv[1:4] == ["-X", "heapsize=96K", str(compiled / "main.py")]
+    assert argv[1:4] == ["-X", "heapsize=192K", str(compiled / "main.py")]
     assert argv[-1] == str(config.resolve())
     assert env["MICROPYPATH"].split(":") == [".frozen", str(compiled)]
-    assert default_heapsize(3) == "176K"
+    assert default_heapsize(3) == "272K"
     assert (compiled / "main.py").read_text() == (firmware_dir() / "main.py").read_text()
 
 

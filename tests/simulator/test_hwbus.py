@@ -115,3 +115,39 @@ def test_disconnect_drops_the_link():
         bus.disconnect(DEVICE)
         assert not bus.is_connected(DEVICE)
         device.close()
+
+
+def test_sensor_lines_outputs_and_settings_replayed_on_reconnect():
+    with HardwareBus() as bus:
+        outs: list[tuple[str, str, str]] = []
+        bus.on_output = lambda dev, name, value: outs.append((dev, name, value))
+        device = ScriptedDevice(bus, lambda arg: None)
+        assert bus.wait_connected(DEVICE, 5)
+        device.sock.sendall(b"out relay 1\n")
+        assert bus.wait_output(DEVICE, "relay", "1", 5)
+        assert outs == [(DEVICE, "relay", "1")] and bus.output(DEVICE, "feedback") is None
+        with pytest.raises(HardwareBusError, match="did not answer"):
+            bus.set_sensor(DEVICE, "scd4x", 800, timeout=0.3)
+        device.close()
+        deadline = time.monotonic() + 5
+        while bus.is_connected(DEVICE) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        # Real hardware keeps measuring while the firmware reboots: the bus repeats the settings.
+        again = ScriptedDevice(bus, lambda arg: None)
+        assert bus.wait_connected(DEVICE, 5)
+        deadline = time.monotonic() + 5
+        while "scd4x" not in " ".join(again.lines) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert again.lines[0] == "sensor scd4x 800"
+        again.close()
+
+
+def test_error_answer_raises():
+    with HardwareBus() as bus:
+        device = ScriptedDevice(bus, lambda arg: f"error sensor_fault {arg} unknown_sensor\n")
+        assert bus.wait_connected(DEVICE, 5)
+        with pytest.raises(HardwareBusError, match="unknown_sensor"):
+            bus.sensor_fault(DEVICE, "co2", "crc")
+        with pytest.raises(ValueError):
+            bus.sensor_fault(DEVICE, "co2", "melted")
+        device.close()
