@@ -19,6 +19,7 @@ from cloud.api.ratelimit import TokenBuckets
 from cloud.core.config import Settings
 from cloud.core.db import create_db_engine, upgrade_database
 from cloud.errors import AccessDenied, AlreadyExists, CloudError, InUse, InvalidInput, NotFound
+from cloud.web.routes import router as web_router
 from protocol import topics
 
 logger = logging.getLogger(__name__)
@@ -74,6 +75,22 @@ async def _maintain(engine: Engine, settings: Settings) -> None:
             logger.exception("maintenance run failed")
 
 
+def operations_once(engine: Engine, settings: Settings) -> crud.OperationsReport:
+    """One round of the periodic checks (stale gateways, verify, escalate, expire, webhooks)."""
+    with Session(engine) as session:
+        return crud.run_operations(session, policy=settings.fault_policy(), webhook=settings.webhook_policy())
+
+
+async def _operate(engine: Engine, settings: Settings) -> None:
+    while True:
+        await asyncio.sleep(settings.operations_interval_s)
+        try:
+            await asyncio.to_thread(operations_once, engine, settings)
+        except Exception:
+            # A failed round is retried at the next interval; it must not end the loop.
+            logger.exception("operations run failed")
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The cloud API; its database is migrated to the newest schema when it starts."""
     settings = settings or Settings()
@@ -82,13 +99,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         upgrade_database(engine)
-        task = None
+        tasks = []
         if settings.maintenance_interval_s > 0:
-            task = asyncio.create_task(_maintain(engine, settings), name="maintenance")
+            tasks.append(asyncio.create_task(_maintain(engine, settings), name="maintenance"))
+        if settings.operations_interval_s > 0:
+            tasks.append(asyncio.create_task(_operate(engine, settings), name="operations"))
         try:
             yield
         finally:
-            if task is not None:
+            for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
@@ -102,6 +121,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_exception_handler(error, _error_handler(status_code))
     app.add_exception_handler(DataError, _data_error)
     app.include_router(api_router, prefix=API_PREFIX)
+    app.include_router(web_router)
 
     @app.get("/d/{device_id}", tags=["devices"], response_class=RedirectResponse, status_code=307)
     def device_landing(device_id: str) -> RedirectResponse:

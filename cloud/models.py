@@ -326,6 +326,8 @@ class Device(DeviceBase, table=True):
     __table_args__ = (Index("ix_device_asset_tag", "asset_tag", unique=True),)
 
     boot_id: str | None = Field(default=None, max_length=8)
+    # The configuration version the device said it runs, in its last birth.
+    config_version: int | None = Field(default=None, sa_type=BigInteger)
     first_seen_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
@@ -774,9 +776,11 @@ class SyncRecordIn(BaseModel):
     gseq: Annotated[int, PydanticField(gt=0, le=MAX_BIGINT, strict=True, description="gateway sequence number")]
     kind: Any = PydanticField(
         default=None,
-        description="birth, will, health, telemetry, attendance, alarm, ack, presence or gateway_alarm",
+        description="birth, will, health, telemetry, attendance, alarm, ack, presence, gateway_alarm or command_status",
     )
-    device: Any = PydanticField(default=None, description="device id, esp32-<12 hex>")
+    device: Any = PydanticField(
+        default=None, description="device id, esp32-<12 hex>; may be null for gateway_alarm and command_status"
+    )
     boot: Any = PydanticField(default=None, description="boot id, 8 hex digits; null for presence")
     seq: Any = PydanticField(default=None, description="the device's sequence number within the boot")
     ts: Any = PydanticField(default=None, description="Unix epoch seconds, UTC")
@@ -788,3 +792,528 @@ class SyncBatch(BaseModel):
 
     records: list[SyncRecordIn]
     sent_at: float | None = None
+
+
+# ---- contractor teams ----------------------------------------------------------------------------
+
+DEVICE_ROLES = ("sensor", "attendance", "blackboard")
+# What a team can be asked to cover: the three device roles, and the schools' gateways.
+COVERAGE_ROLES = (*DEVICE_ROLES, "gateway")
+CoverageRole = Literal["sensor", "attendance", "blackboard", "gateway"]
+
+
+class ContractorTeam(SQLModel, table=True):
+    """A contractor's team of technicians, with the districts and device roles it maintains."""
+
+    __tablename__ = "contractor_team"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, max_length=200)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class TeamMember(SQLModel, table=True):
+    """A technician or contractor manager of a team; a person works for one team at a time."""
+
+    __tablename__ = "team_member"
+
+    user_id: int = Field(foreign_key="user_account.id", primary_key=True, ondelete="CASCADE")
+    team_id: int = Field(foreign_key="contractor_team.id", index=True, ondelete="CASCADE")
+
+
+class TeamCoverage(SQLModel, table=True):
+    """One (district, device role) a team maintains."""
+
+    __tablename__ = "team_coverage"
+
+    team_id: int = Field(foreign_key="contractor_team.id", primary_key=True, ondelete="CASCADE")
+    district_code: str = Field(foreign_key="district.code", primary_key=True, max_length=32)
+    device_role: str = Field(primary_key=True, max_length=16)
+
+
+class TeamIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name
+    districts: Annotated[list[Code], PydanticField(max_length=500)] = []
+    device_roles: Annotated[list[CoverageRole], PydanticField(max_length=4)] = [
+        "sensor",
+        "attendance",
+        "blackboard",
+        "gateway",
+    ]
+
+
+class TeamUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name | None = None
+    districts: Annotated[list[Code], PydanticField(max_length=500)] | None = None
+    device_roles: Annotated[list[CoverageRole], PydanticField(max_length=4)] | None = None
+
+
+class TeamMemberIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    username: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class TeamMemberPublic(BaseModel):
+    user_id: int
+    username: str
+    role: str
+    is_active: bool
+
+
+class TeamPublic(BaseModel):
+    id: int
+    name: str
+    created_at: datetime
+    districts: list[str]
+    device_roles: list[str]
+    members: list[TeamMemberPublic]
+
+
+# ---- service calendars ---------------------------------------------------------------------------
+
+ClockTime = Annotated[str, StringConstraints(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+
+
+class ServiceCalendar(SQLModel, table=True):
+    """When SLA clocks run: service hours on school days, minus holidays, plus make-up school days.
+
+    `scope` is a district code, or "*" for the calendar of every district without one of its own.
+    """
+
+    __tablename__ = "service_calendar"
+
+    scope: str = Field(primary_key=True, max_length=32)
+    day_start: str = Field(default="08:00", max_length=5)
+    day_end: str = Field(default="18:00", max_length=5)
+    # ISO weekdays, Monday = 1.
+    weekdays: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5], sa_type=JSON)
+    holidays: list[str] = Field(default_factory=list, sa_type=JSON)
+    school_days: list[str] = Field(default_factory=list, sa_type=JSON)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class ServiceCalendarIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    day_start: ClockTime = "08:00"
+    day_end: ClockTime = "18:00"
+    weekdays: Annotated[list[Annotated[int, PydanticField(ge=1, le=7)]], PydanticField(max_length=7)] = [1, 2, 3, 4, 5]
+    holidays: Annotated[list[date], PydanticField(max_length=1000)] = []
+    school_days: Annotated[list[date], PydanticField(max_length=1000, description="make-up school days")] = []
+
+
+class ServiceCalendarPublic(BaseModel):
+    scope: str
+    day_start: str
+    day_end: str
+    weekdays: list[int]
+    holidays: list[date]
+    school_days: list[date]
+    inherited: bool = PydanticField(default=False, description="true when the district has no calendar of its own")
+
+
+# ---- work orders ---------------------------------------------------------------------------------
+
+WORK_ORDER_STATUSES = ("new", "assigned", "accepted", "in_progress", "pending", "resolved", "closed", "cancelled")
+ACTIVE_STATUSES = ("new", "assigned", "accepted", "in_progress", "pending")
+WorkOrderStatus = Literal["new", "assigned", "accepted", "in_progress", "pending", "resolved", "closed", "cancelled"]
+Level = Literal["high", "medium", "low"]
+WORK_ORDER_ACTIONS = ("assign", "accept", "start", "pending", "resume", "resolve", "close", "reopen", "cancel")
+WorkOrderAction = Literal["assign", "accept", "start", "pending", "resume", "resolve", "close", "reopen", "cancel"]
+
+
+class WorkOrderBase(SQLModel):
+    kind: str = Field(max_length=8, description="device or gateway")
+    device_id: str | None = Field(default=None, foreign_key="device.id", index=True, max_length=18)
+    gateway_id: str | None = Field(default=None, foreign_key="gateway.id", max_length=64)
+    school_code: str = Field(foreign_key="school.code", max_length=32)
+    fault_code: str = Field(max_length=64)
+    source: str = Field(max_length=8, description="alarm, gateway or manual")
+    title: str = Field(max_length=200)
+    description: str | None = Field(default=None, max_length=4000)
+    status: str = Field(default="new", max_length=16)
+    impact: str = Field(max_length=8)
+    urgency: str = Field(max_length=8)
+    priority: int
+    team_id: int | None = Field(default=None, foreign_key="contractor_team.id", index=True)
+    assignee_id: int | None = Field(default=None, foreign_key="user_account.id", index=True)
+    reporter_id: int | None = Field(default=None, foreign_key="user_account.id")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # The SLA clocks start here: at creation, and again when the order is reopened.
+    sla_started_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    own_due_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    resolve_due_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    own_warn_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    resolve_warn_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    own_warned: bool = False
+    resolve_warned: bool = False
+    own_met: bool | None = None
+    resolve_met: bool | None = None
+    pending_reason: str | None = Field(default=None, max_length=500)
+    pending_since: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Service seconds spent pending since the clocks started; the resolve deadline moves by this much.
+    pending_service_s: float = 0.0
+    assigned_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    accepted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    resolved_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    resolution: str | None = Field(default=None, max_length=4000)
+    reopen_count: int = 0
+    # What the alarm behind the order last said, and since when it has been clear.
+    alarm_active: bool = False
+    alarm_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    clear_since: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    verified_by_device_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    flap_count: int = 0
+    flapping: bool = False
+
+
+class WorkOrder(WorkOrderBase, table=True):
+    """A maintenance job on a device or a school's gateway, from an alarm or a person's report."""
+
+    __tablename__ = "work_order"
+    __table_args__ = (
+        Index("ix_work_order_school_code_status", "school_code", "status"),
+        Index("ix_work_order_created_at", "created_at"),
+        Index("ix_work_order_resolved_at", "resolved_at"),
+        # One open order per (device or gateway, fault): set while the order is open, null after.
+        Index("ix_work_order_open_key", "open_key", unique=True),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    open_key: str | None = Field(default=None, max_length=140)
+    # Recent alarm raises (epoch seconds), for telling flapping from a fault that simply returns.
+    raise_times: list[float] = Field(default_factory=list, sa_type=JSON)
+
+
+class WorkOrderPublic(WorkOrderBase):
+    id: int
+    assignee: str | None = None
+    team: str | None = None
+
+
+class WorkOrderPage(BaseModel):
+    items: list[WorkOrderPublic]
+    total: int
+
+
+class WorkOrderEvent(SQLModel, table=True):
+    """The journal of an order: status changes, comments, parts used, time spent, alarms, photos."""
+
+    __tablename__ = "work_order_event"
+    __table_args__ = (Index("ix_work_order_event_order_id_at", "order_id", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
+    order_id: int = Field(foreign_key="work_order.id", ondelete="CASCADE")
+    at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    actor: str = Field(max_length=64)
+    kind: str = Field(max_length=16)
+    from_status: str | None = Field(default=None, max_length=16)
+    to_status: str | None = Field(default=None, max_length=16)
+    text: str | None = Field(default=None, max_length=4000)
+    part: str | None = Field(default=None, max_length=200)
+    quantity: int | None = None
+    minutes: int | None = None
+    attachment_id: int | None = None
+
+
+class WorkOrderEventPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    at: datetime
+    actor: str
+    kind: str
+    from_status: str | None
+    to_status: str | None
+    text: str | None
+    part: str | None
+    quantity: int | None
+    minutes: int | None
+    attachment_id: int | None
+
+
+class WorkOrderAttachment(SQLModel, table=True):
+    """A photo attached to an order; the file lives under the media directory."""
+
+    __tablename__ = "work_order_attachment"
+
+    id: int | None = Field(default=None, primary_key=True)
+    order_id: int = Field(foreign_key="work_order.id", index=True, ondelete="CASCADE")
+    filename: str = Field(max_length=200)
+    content_type: str = Field(max_length=64)
+    size: int
+    sha256: str = Field(max_length=64)
+    path: str = Field(max_length=300)
+    uploaded_by: str = Field(max_length=64)
+    uploaded_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class WorkOrderAttachmentPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    order_id: int
+    filename: str
+    content_type: str
+    size: int
+    uploaded_by: str
+    uploaded_at: datetime
+
+
+class WorkOrderDetail(WorkOrderPublic):
+    events: list[WorkOrderEventPublic]
+    attachments: list[WorkOrderAttachmentPublic]
+    time_spent_min: int
+    parts: dict[str, int]
+
+
+LongText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+
+
+class WorkOrderActionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: WorkOrderAction
+    assignee: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = PydanticField(
+        default=None, description="username of the technician, for assign"
+    )
+    reason: Reason | None = PydanticField(default=None, description="why the order waits, for pending")
+    notes: LongText | None = PydanticField(default=None, description="what was done, for resolve; why, for others")
+
+
+class WorkOrderUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    impact: Level | None = None
+    urgency: Level | None = None
+
+
+class CommentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: LongText
+
+
+class PartIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    part: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    quantity: Annotated[int, PydanticField(ge=1, le=10_000)] = 1
+
+
+class TimeSpentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    minutes: Annotated[int, PydanticField(ge=1, le=24 * 60)]
+    note: Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)] | None = None
+
+
+class Notification(SQLModel, table=True):
+    """A message in a user's in-app inbox, e.g. an SLA deadline drawing near."""
+
+    __tablename__ = "notification"
+    __table_args__ = (
+        UniqueConstraint("user_id", "dedupe_key"),
+        Index("ix_notification_user_id_created_at", "user_id", "created_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
+    user_id: int = Field(foreign_key="user_account.id", ondelete="CASCADE")
+    order_id: int | None = Field(default=None, foreign_key="work_order.id", ondelete="CASCADE")
+    kind: str = Field(max_length=32)
+    text: str = Field(max_length=500)
+    dedupe_key: str = Field(max_length=100)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    read_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class NotificationPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    order_id: int | None
+    kind: str
+    text: str
+    created_at: datetime
+    read_at: datetime | None
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """An escalation to POST to the configured webhook; kept until delivered or out of attempts."""
+
+    __tablename__ = "webhook_delivery"
+    __table_args__ = (Index("ix_webhook_delivery_next_at", "next_at"),)
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
+    url: str = Field(max_length=500)
+    payload: dict[str, Any] = Field(sa_type=JSON)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    attempts: int = 0
+    # Null once delivered or given up.
+    next_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_error: str | None = Field(default=None, max_length=500)
+
+
+# ---- commands and device configuration -----------------------------------------------------------
+
+COMMAND_STATES = ("queued", "sent", "delivered", "succeeded", "failed", "expired")
+FINAL_COMMAND_STATES = ("succeeded", "failed", "expired")
+
+
+class CommandBatch(SQLModel, table=True):
+    """One command as a person sent it, to one device or fanned out to many."""
+
+    __tablename__ = "command_batch"
+    __table_args__ = (Index("ix_command_batch_created_at", "created_at"),)
+
+    id: str = Field(primary_key=True, max_length=32)
+    name: str = Field(max_length=32)
+    args: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    target: dict[str, Any] = Field(sa_type=JSON)
+    created_by: str = Field(max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    send_at: datetime = Field(sa_type=UTCDateTime)
+    exp_at: datetime = Field(sa_type=UTCDateTime)
+    devices: int
+
+
+class Command(SQLModel, table=True):
+    """A command to one device, followed from queued to a final state by its correlation id."""
+
+    __tablename__ = "command"
+    __table_args__ = (
+        Index("ix_command_school_code_state", "school_code", "state"),
+        Index("ix_command_batch_id", "batch_id"),
+        Index("ix_command_state_exp_at", "state", "exp_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
+    cid: str = Field(unique=True, max_length=32)
+    batch_id: str = Field(foreign_key="command_batch.id", max_length=32)
+    device_id: str = Field(foreign_key="device.id", max_length=18)
+    school_code: str = Field(foreign_key="school.code", max_length=32)
+    name: str = Field(max_length=32)
+    args: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    state: str = Field(default="queued", max_length=16)
+    send_at: datetime = Field(sa_type=UTCDateTime)
+    exp_at: datetime = Field(sa_type=UTCDateTime)
+    sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    result: str | None = Field(default=None, max_length=16)
+    detail: str | None = Field(default=None, max_length=500)
+
+
+class CommandPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    cid: str
+    device_id: str
+    school_code: str
+    state: str
+    sent_at: datetime | None
+    delivered_at: datetime | None
+    finished_at: datetime | None
+    result: str | None
+    detail: str | None
+
+
+class CommandTarget(BaseModel):
+    """Exactly one of device, classroom, school, district or county (all schools the sender reaches)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    device: Annotated[str, StringConstraints(max_length=18)] | None = None
+    classroom: RowRef | None = None
+    school: Code | None = None
+    district: Code | None = None
+    county: Literal[True] | None = None
+    role: Literal["sensor", "attendance", "blackboard"] | None = PydanticField(
+        default=None, description="only devices of this role, e.g. every blackboard"
+    )
+
+
+class CommandIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    target: CommandTarget
+    name: Annotated[str, StringConstraints(min_length=1, max_length=32)]
+    args: Annotated[dict[str, Any], PydanticField(max_length=32)] = {}
+    ttl_s: Annotated[int, PydanticField(ge=10, le=7 * 86400, description="seconds until it expires")] = 600
+    send_at: datetime | None = PydanticField(default=None, description="hold the command until then (UTC if no zone)")
+
+
+class CommandBatchPublic(BaseModel):
+    id: str
+    name: str
+    args: dict[str, Any]
+    target: dict[str, Any]
+    created_by: str
+    created_at: datetime
+    send_at: datetime
+    exp_at: datetime
+    devices: int
+    states: dict[str, int]
+    commands: list[CommandPublic] | None = None
+
+
+class DeviceConfig(SQLModel, table=True):
+    """A device's desired configuration; `change_seq` counts changes per school, for gateways' cursors."""
+
+    __tablename__ = "device_config"
+    __table_args__ = (Index("ix_device_config_school_code_change_seq", "school_code", "change_seq"),)
+
+    device_id: str = Field(foreign_key="device.id", primary_key=True, max_length=18)
+    school_code: str = Field(foreign_key="school.code", max_length=32)
+    version: int
+    values: dict[str, Any] = Field(sa_type=JSON)
+    change_seq: int = Field(sa_type=BigInteger)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_by: str = Field(max_length=64)
+
+
+class DeviceConfigIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    values: Annotated[dict[str, Any], PydanticField(max_length=64)]
+
+
+class DeviceConfigPublic(BaseModel):
+    device_id: str
+    desired_version: int | None
+    desired: dict[str, Any] | None
+    reported_version: int | None
+    in_sync: bool
+    updated_at: datetime | None
+    updated_by: str | None
+
+
+class DownlinkCommand(BaseModel):
+    cid: str
+    device: str
+    name: str
+    args: dict[str, Any]
+    exp: float
+
+
+class DownlinkConfig(BaseModel):
+    device: str
+    version: int
+    values: dict[str, Any]
+
+
+class Downlink(BaseModel):
+    """What a gateway relays to its devices: new commands, and configs changed after its cursor."""
+
+    commands: list[DownlinkCommand]
+    configs: list[DownlinkConfig]
+    config_cursor: int

@@ -12,6 +12,13 @@ fi
 if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
   need+=(python3-venv)
 fi
+# The web console's browser tests drive Debian's Chromium; its screenshots need a Chinese font.
+if ! command -v chromium >/dev/null 2>&1; then
+  need+=(chromium)
+fi
+if [ ! -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ]; then
+  need+=(fonts-wqy-microhei)
+fi
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if ! command -v apt-get >/dev/null 2>&1; then

@@ -8,16 +8,22 @@ from cloud.api.routes import (
     audit,
     auth,
     buildings,
+    calendars,
     cities,
     classrooms,
+    commands,
     devices,
     districts,
+    figures,
     gateway_sync,
     gateways,
     health,
     imports,
+    notifications,
     roster,
     schools,
+    teams,
+    work_orders,
 )
 
 api_router = APIRouter()
@@ -37,5 +43,11 @@ for module in (
     attendance,
     roster,
     audit,
+    teams,
+    calendars,
+    work_orders,
+    notifications,
+    commands,
+    figures,
 ):
     api_router.include_router(module.router)

@@ -1,6 +1,7 @@
 """Settings of the cloud service, read from CLASSOPS_CLOUD_* environment variables."""
 
-from typing import Literal
+from datetime import timedelta
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -39,6 +40,24 @@ class Settings(BaseSettings):
     max_import_rows: int = 50_000
     # Behind a load balancer, the client's address is the first hop of X-Forwarded-For.
     trust_forwarded_for: bool = False
+    # How often the app checks stale gateways, cleared alarms, SLA deadlines and command expiry; 0 = never.
+    operations_interval_s: float = 60.0
+    # An alarm that clears must stay clear this long before the device counts as having verified the fix.
+    verify_hold_s: float = 600.0
+    # A fault that returns this soon after its order was resolved reopens that order.
+    reopen_window_s: float = 24 * 3600.0
+    # More than flap_threshold raises within flap_window_s mark an order's alarm as flapping.
+    flap_window_s: float = 30 * 60.0
+    flap_threshold: int = 3
+    # Escalations are POSTed here as JSON (none if unset), retried with doubling delays.
+    escalation_webhook_url: str | None = None
+    webhook_max_attempts: int = 8
+    webhook_retry_s: float = 30.0
+    # Photos of work orders are stored under this directory.
+    media_dir: str = "./var/media"
+    max_attachment_bytes: int = 5 * 1024 * 1024
+    # The longest a gateway's downlink request is held open waiting for something to send.
+    downlink_max_wait_s: float = 30.0
 
     @model_validator(mode="after")
     def _check(self) -> "Settings":
@@ -58,6 +77,11 @@ class Settings(BaseSettings):
         self.public_base_url = self.public_base_url.rstrip("/")
         for name in (
             "gateway_stale_s",
+            "reopen_window_s",
+            "flap_window_s",
+            "flap_threshold",
+            "webhook_max_attempts",
+            "max_attachment_bytes",
             "sync_rate_per_s",
             "sync_burst",
             "max_import_bytes",
@@ -65,8 +89,42 @@ class Settings(BaseSettings):
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
+        for name in ("operations_interval_s", "verify_hold_s", "webhook_retry_s", "downlink_max_wait_s"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative")
+        if self.escalation_webhook_url is not None and not self.escalation_webhook_url.startswith(
+            ("http://", "https://")
+        ):
+            raise ValueError("escalation_webhook_url must start with http:// or https://")
         if self.maintenance_interval_s < 0:
             raise ValueError("maintenance_interval_s must be 0 (off) or positive")
         if not 0 < self.sample_retention_days <= self.rollup_retention_days:
             raise ValueError("sample_retention_days must be positive and at most rollup_retention_days")
         return self
+
+    def fault_policy(self) -> "FaultPolicy":
+        """How alarms become work orders, from these settings."""
+        from cloud.crud.workorders import FaultPolicy
+
+        return FaultPolicy(
+            verify_hold=timedelta(seconds=self.verify_hold_s),
+            reopen_window=timedelta(seconds=self.reopen_window_s),
+            flap_window=timedelta(seconds=self.flap_window_s),
+            flap_threshold=self.flap_threshold,
+            gateway_stale=timedelta(seconds=self.gateway_stale_s),
+        )
+
+    def webhook_policy(self) -> "WebhookPolicy":
+        """Where and how escalations are POSTed, from these settings."""
+        from cloud.crud.escalation import WebhookPolicy
+
+        return WebhookPolicy(
+            url=self.escalation_webhook_url,
+            max_attempts=self.webhook_max_attempts,
+            retry_base=timedelta(seconds=self.webhook_retry_s),
+        )
+
+
+if TYPE_CHECKING:
+    from cloud.crud.escalation import WebhookPolicy
+    from cloud.crud.workorders import FaultPolicy

@@ -35,6 +35,7 @@ from cloud.crud.history import (
     run_maintenance,
 )
 from cloud.crud.imports import import_devices
+from cloud.crud.operations import OperationsReport, run_operations
 from cloud.crud.registry import (
     DEFAULT_GATEWAY_STALE,
     create_building,
@@ -80,6 +81,7 @@ from cloud.crud.sync import RecordRejected, apply_sync_batch, parse_sync_record
 __all__ = [
     "DEFAULT_GATEWAY_STALE",
     "Actor",
+    "OperationsReport",
     "RecordRejected",
     "Scope",
     "apply_sync_batch",
@@ -137,6 +139,7 @@ __all__ = [
     "revoke_auth_token",
     "rollup_health",
     "rotate_gateway_token",
+    "run_operations",
     "run_maintenance",
     "set_user_active",
     "update_building",

@@ -5,7 +5,6 @@ school admins their own school; technicians and contractor managers only the dev
 orders. Raw attendance and rosters are personal data: only the school's own admins reach them.
 """
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.sql import ColumnElement
@@ -13,7 +12,10 @@ from sqlmodel import Session, col, select
 
 from cloud.crud.common import Actor
 from cloud.errors import AccessDenied
-from cloud.models import Device, School, User
+from cloud.models import Device, School, TeamMember, User, WorkOrder
+
+# Orders whose devices a technician or manager still reaches: every one not closed or cancelled.
+REACHABLE_ORDER_STATUSES = ("new", "assigned", "accepted", "in_progress", "pending", "resolved")
 
 COUNTY_ROLES = ("county_admin", "auditor")
 WORK_ORDER_ROLES = ("technician", "contractor_manager")
@@ -60,12 +62,41 @@ def district_schools(session: Session, district_code: str) -> frozenset[str]:
     return frozenset(session.exec(select(School.code).where(School.district_code == district_code)).all())
 
 
-def work_order_devices(session: Session, user: User) -> frozenset[str]:
-    """Devices the user's work orders (or, for a manager, the team's) are about.
+def team_of(session: Session, user: User) -> int | None:
+    """The id of the contractor team the user works for, if any."""
+    return session.exec(select(TeamMember.team_id).where(TeamMember.user_id == user.id)).first()
 
-    Work orders do not exist yet, so this is empty; it is the one place that will change when they do.
-    """
-    return frozenset()
+
+def work_order_condition(session: Session, user: User) -> ColumnElement[bool] | None:
+    """A WHERE condition on WorkOrder for the orders `user` may read; None for no limit."""
+    _active(user)
+    if user.role in COUNTY_ROLES:
+        if user.district_code is None:
+            return None
+        return col(WorkOrder.school_code).in_(sorted(district_schools(session, user.district_code)))
+    if user.role == "school_admin":
+        return col(WorkOrder.school_code) == (user.school_code or "")
+    if user.role == "technician":
+        return col(WorkOrder.assignee_id) == user.id
+    if user.role == "contractor_manager":
+        team = team_of(session, user)
+        return col(WorkOrder.team_id) == (team if team is not None else -1)
+    raise AccessDenied(f"unknown role {user.role}")
+
+
+def _reachable_orders(session: Session, user: User) -> list[tuple[str | None, str]]:
+    condition = work_order_condition(session, user)
+    statement = select(WorkOrder.device_id, WorkOrder.school_code).where(
+        col(WorkOrder.status).in_(REACHABLE_ORDER_STATUSES)
+    )
+    if condition is not None:
+        statement = statement.where(condition)
+    return list(session.exec(statement.distinct()).all())
+
+
+def work_order_devices(session: Session, user: User) -> frozenset[str]:
+    """Devices the user's work orders (or, for a manager, the team's) are about, until closed."""
+    return frozenset(device for device, _ in _reachable_orders(session, user) if device is not None)
 
 
 def read_scope(session: Session, user: User) -> Scope:
@@ -78,10 +109,11 @@ def read_scope(session: Session, user: User) -> Scope:
     if user.role == "school_admin":
         return Scope(schools=frozenset({user.school_code}) if user.school_code else frozenset())
     if user.role in WORK_ORDER_ROLES:
-        devices = work_order_devices(session, user)
-        schools: Sequence[str] = ()
+        orders = _reachable_orders(session, user)
+        devices = frozenset(device for device, _ in orders if device is not None)
+        schools: set[str] = {school for _, school in orders}
         if devices:
-            schools = session.exec(select(Device.school_code).where(col(Device.id).in_(sorted(devices)))).all()
+            schools.update(session.exec(select(Device.school_code).where(col(Device.id).in_(sorted(devices)))).all())
         return Scope(schools=frozenset(schools), devices=devices)
     raise AccessDenied(f"unknown role {user.role}")
 

@@ -11,7 +11,8 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from cloud.core.db import begin_write
-from cloud.crud import audit
+from cloud.crud import audit, commands, workorders
+from cloud.crud.commands import COMMAND_STATUS_STATES
 from cloud.crud.common import Actor, chunks, dialect_insert
 from cloud.errors import InvalidInput
 from cloud.models import (
@@ -33,8 +34,13 @@ from protocol import messages, topics
 
 logger = logging.getLogger(__name__)
 
-# Alarms the gateway's own edge rules raise and clear; they carry no (boot, seq) of a device.
+# Alarms the gateway's own edge rules raise and clear; they carry no (boot, seq) of a device. One with no
+# device is about the gateway itself (e.g. store_quota).
 GATEWAY_ALARM = "gateway_alarm"
+# The gateway published a command to its device: {cid, state: "delivered"}; no device key either.
+COMMAND_STATUS = "command_status"
+# Kinds whose device may be null.
+DEVICELESS_KINDS = (GATEWAY_ALARM, COMMAND_STATUS)
 SYNC_KINDS = (
     messages.BIRTH,
     messages.WILL,
@@ -45,6 +51,7 @@ SYNC_KINDS = (
     messages.ACK,
     "presence",
     GATEWAY_ALARM,
+    COMMAND_STATUS,
 )
 # Kinds that are device messages and so carry the key (device, boot, seq).
 KEYED_KINDS = (
@@ -84,7 +91,7 @@ class SyncRecord:
 
     gseq: int
     kind: str
-    device: str
+    device: str | None
     boot: str | None
     seq: int | None
     ts: datetime
@@ -147,6 +154,9 @@ def _check_body(kind: str, body: dict[str, Any]) -> None:
         _require_choice(body, "role", kind, messages.ROLES)
         _require_text(body, "fw", kind, MAX_VERSION_TEXT)
         _require_text(body, "app", kind, MAX_VERSION_TEXT)
+        version = body.get("config_version")
+        if version is not None and (not _is_int(version) or not 0 <= version <= MAX_BIGINT):
+            raise RecordRejected(messages.BAD_FIELD, "birth config_version must be a non-negative integer")
     elif kind == "presence":
         _require_choice(body, "state", kind, PRESENCE_STATES)
     elif kind in (messages.ALARM, GATEWAY_ALARM):
@@ -154,6 +164,9 @@ def _check_body(kind: str, body: dict[str, Any]) -> None:
         _require_choice(body, "state", kind, messages.ALARM_STATES)
         _optional_text(body, "detail", kind, MAX_DETAIL)
         _optional_flag(body, "hist", kind)
+    elif kind == COMMAND_STATUS:
+        _require_text(body, "cid", kind, MAX_VERSION_TEXT)
+        _require_choice(body, "state", kind, COMMAND_STATUS_STATES)
     elif kind == messages.ACK:
         _require_text(body, "cid", kind, MAX_VERSION_TEXT)
         _require_choice(body, "result", kind, messages.ACK_RESULTS)
@@ -185,8 +198,9 @@ def parse_sync_record(record: SyncRecordIn) -> SyncRecord:
     if not isinstance(kind, str) or kind not in SYNC_KINDS:
         raise RecordRejected(messages.UNKNOWN_KIND, f"kind must be one of {', '.join(SYNC_KINDS)}")
     if record.device is None:
-        raise RecordRejected(messages.MISSING_FIELD, "record needs device")
-    if not topics.is_device_id(record.device):
+        if kind not in DEVICELESS_KINDS:
+            raise RecordRejected(messages.MISSING_FIELD, "record needs device")
+    elif not topics.is_device_id(record.device):
         raise RecordRejected(messages.BAD_FIELD, "device is not esp32-<12 lowercase hex>")
     keyed = kind in KEYED_KINDS
     if record.boot is None:
@@ -247,7 +261,8 @@ def _claim_records(session: Session, *, gateway_id: str, records: Sequence[SyncR
                 "gateway_seq": record.gseq,
                 "kind": record.kind,
                 "device_id": record.device,
-                "body": None,
+                # Records without a device have no table of their own: the ledger keeps what they said.
+                "body": record.body if record.device is None else None,
                 "received_at": now,
             }
             for record in chunk
@@ -340,6 +355,22 @@ def _apply_to_device(device: Device, record: SyncRecord) -> None:
             device.presence_since = record.ts
     elif record.kind == messages.HEALTH:
         device.last_health = record.body
+    if record.kind == messages.BIRTH and record.body.get("config_version") is not None:
+        device.config_version = record.body["config_version"]
+
+
+def _signal(record: SyncRecord, gateway: Gateway) -> workorders.FaultSignal:
+    """An alarm record as a fault signal: about its device, or (no device) about the gateway itself."""
+    return workorders.FaultSignal(
+        kind="device" if record.device is not None else "gateway",
+        school_code=gateway.school_code,
+        device_id=record.device,
+        gateway_id=None if record.device is not None else gateway.id,
+        code=record.body["code"],
+        raised=record.body["state"] == "raise",
+        ts=record.ts,
+        detail=record.body.get("detail"),
+    )
 
 
 def apply_sync_batch(
@@ -349,6 +380,7 @@ def apply_sync_batch(
     records: Sequence[SyncRecordIn],
     now: datetime | None = None,
     client_ip: str | None = None,
+    policy: workorders.FaultPolicy = workorders.DEFAULT_POLICY,
 ) -> SyncResult:
     """Apply a gateway's batch in one transaction, idempotently; say which records are confirmed."""
     begin_write(session)
@@ -366,11 +398,11 @@ def apply_sync_batch(
     devices = _register_devices(
         session,
         school_code=gateway.school_code,
-        device_ids=sorted({record.device for record in parsed.values()}),
+        device_ids=sorted({record.device for record in parsed.values() if record.device is not None}),
         now=now,
     )
     for gseq, record in list(parsed.items()):
-        if devices[record.device].school_code != gateway.school_code:
+        if record.device is not None and devices[record.device].school_code != gateway.school_code:
             del parsed[gseq]
             rejected[gseq] = SyncRejection(
                 gseq=gseq,
@@ -382,15 +414,33 @@ def apply_sync_batch(
     claimed = _claim_records(session, gateway_id=gateway.id, records=ordered, now=now)
     keyed_rows: dict[str, list[dict[str, Any]]] = {kind: [] for kind in KEYED_TABLES}
     kinds: dict[str, int] = {}
+    signals: list[workorders.FaultSignal] = []
+    reports: list[tuple[str, str | None, dict[str, Any], datetime]] = []
     for record in ordered:
         if record.gseq not in claimed:
             continue
         kinds[record.kind] = kinds.get(record.kind, 0) + 1
-        _apply_to_device(devices[record.device], record)
-        if record.kind in KEYED_TABLES:
+        if record.device is not None:
+            _apply_to_device(devices[record.device], record)
+        if record.kind in (messages.ALARM, GATEWAY_ALARM):
+            signals.append(_signal(record, gateway))
+        elif record.kind in (messages.ACK, COMMAND_STATUS):
+            reports.append((record.kind, record.device, record.body, record.ts))
+        if record.device is not None and record.kind in KEYED_TABLES:
             keyed_rows[record.kind].append(_keyed_row(record, gateway=gateway, now=now))
     for kind, rows in keyed_rows.items():
         _insert_keyed(session, KEYED_TABLES[kind], rows)
+    orders: dict[str, int] = {}
+    if signals:
+        orders = workorders.apply_sync_alarms(
+            session,
+            gateway=gateway,
+            signals=signals,
+            previous_sync=gateway.last_sync_at,
+            now=now,
+            policy=policy,
+        )
+    acknowledged = commands.apply_command_reports(session, gateway=gateway, reports=reports) if reports else 0
 
     gateway.last_sync_at = now
     if ordered:
@@ -411,6 +461,8 @@ def apply_sync_batch(
                 "rejected": len(rejected),
                 "kinds": kinds,
                 "gseq": [min(parsed), max(parsed)] if parsed else None,
+                **({"orders": orders} if orders else {}),
+                **({"commands": acknowledged} if acknowledged else {}),
             },
             at=now,
         )

@@ -20,6 +20,7 @@ from cloud import crud
 from cloud.core import security
 from cloud.core.config import Settings
 from cloud.core.db import create_db_engine, upgrade_database
+from cloud.crud import teams
 from cloud.main import create_app
 
 POSTGRES_HOST = "127.0.0.1"
@@ -196,9 +197,14 @@ def database_url(sqlite_url: str) -> str:
 
 
 @pytest.fixture
-def settings(database_url: str) -> Settings:
-    """Settings for an app on the test's database, its periodic maintenance off (tests call it)."""
-    return Settings(database_url=database_url, maintenance_interval_s=0)
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    """Settings for an app on the test's database, its periodic jobs off (tests call them)."""
+    return Settings(
+        database_url=database_url,
+        maintenance_interval_s=0,
+        operations_interval_s=0,
+        media_dir=str(tmp_path / "media"),
+    )
 
 
 @pytest.fixture
@@ -315,3 +321,34 @@ def sync(client: TestClient, world: World) -> Callable[..., Any]:
         )
 
     return post
+
+
+@dataclass
+class Crew:
+    """Contractor team "Fixers" covering district d1 for every role: technicians tech and tech2, manager boss."""
+
+    team_id: int
+    tokens: dict[str, str]
+
+    def user(self, name: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[name]}"}
+
+
+@pytest.fixture
+def crew(world: World, session: Session) -> Crew:
+    """The contractor team of district d1, on top of `world`."""
+    tokens = {}
+    for username, role in (("tech2", "technician"), ("boss", "contractor_manager")):
+        user = crud.create_user(session, actor=CLI, username=username, password=PASSWORD, role=role)
+        tokens[username], _ = crud.create_auth_token(session, user=user, ttl=timedelta(hours=1))
+    team = teams.create_team(
+        session,
+        actor=CLI,
+        name="Fixers",
+        districts=["d1"],
+        device_roles=["sensor", "attendance", "blackboard", "gateway"],
+    )
+    assert team.id is not None
+    for username in ("tech", "tech2", "boss"):
+        teams.add_team_member(session, actor=CLI, team_id=team.id, username=username)
+    return Crew(team_id=team.id, tokens={**world.user_tokens, **tokens})

@@ -2,7 +2,9 @@
 
 District d1 holds school s1 ("own"); district d2 holds school s2 ("other"). The people: a city-wide
 county admin (no district), a county admin and an auditor of d1, the school admin of s1, a technician
-and a contractor manager (who reach devices only through work orders, of which there are none yet).
+and a contractor manager of team "Fixers", which covers d1: they reach s1 and its device through the work
+order on that device that is assigned to the technician. Team "Others" covers d2 with a technician of its
+own, who gets the orders of s2.
 """
 
 import io
@@ -19,6 +21,7 @@ from sqlmodel import Session
 from cloud import crud
 from cloud.core import security
 from cloud.core.config import Settings
+from cloud.crud import teams, workorders
 from cloud.main import create_app
 from tests.cloud.conftest import PASSWORD, TS, DatabasePool, tap
 
@@ -80,7 +83,7 @@ def _seed(client: TestClient, session: Session) -> Env:
     for school, district in TENANTS.values():
         crud.create_district(session, actor=CLI, code=district, city_code="c1", name=district)
         crud.create_school(session, actor=CLI, code=school, name=school, district_code=district)
-    for person, (role, school, district) in PEOPLE.items():
+    for person, (role, school, district) in {**PEOPLE, "tech_other": ("technician", None, None)}.items():
         user = crud.create_user(
             session,
             actor=CLI,
@@ -103,6 +106,17 @@ def _seed(client: TestClient, session: Session) -> Env:
         assert synced.json()["confirmed"] == [1]
         building = crud.create_building(session, actor=CLI, school_code=school, name="Main")
         room = crud.create_classroom(session, actor=CLI, building_id=building.id, name="101")
+        team = teams.create_team(
+            session,
+            actor=CLI,
+            name=TEAMS[tenant][0],
+            districts=[env_district(tenant)],
+            device_roles=["sensor", "attendance", "blackboard", "gateway"],
+        )
+        assert team.id is not None
+        for member in TEAMS[tenant][1]:
+            teams.add_team_member(session, actor=CLI, team_id=team.id, username=member)
+        order = workorders.report_fault(session, actor=CLI, device_id=device, description="seed")
         env.targets[tenant] = {
             "school": school,
             "district": env_district(tenant),
@@ -110,8 +124,13 @@ def _seed(client: TestClient, session: Session) -> Env:
             "classroom": room.id,
             "device": device,
             "gateway": gateway.id,
+            "team": team.id,
+            "order": order.id,
         }
     return env
+
+
+TEAMS = {"own": ("Fixers", ("technician", "contractor")), "other": ("Others", ("tech_other",))}
 
 
 def env_district(tenant: str) -> str:
@@ -131,6 +150,14 @@ def _fresh_device(env: Env, target: dict[str, Any]) -> str:
 
 def _new_device_id() -> str:
     return f"esp32-{secrets.token_hex(6)}"
+
+
+def _fresh_order(env: Env, target: dict[str, Any]) -> int:
+    order = workorders.report_fault(
+        env.session, actor=CLI, device_id=target["device"], description="x", fault_code=secrets.token_hex(4)
+    )
+    assert order.id is not None and order.status == "assigned"
+    return order.id
 
 
 def _csv(env: Env, target: dict[str, Any]) -> bytes:
@@ -166,6 +193,41 @@ def anyone(person: str, tenant: str) -> bool:
     return True
 
 
+def field_reader(person: str, tenant: str) -> bool:
+    """Registry readers, and the technician and manager on the site of their order."""
+    return registry_reader(person, tenant) or (person in ("technician", "contractor") and tenant == "own")
+
+
+def order_writer(person: str, tenant: str) -> bool:
+    return field_reader(person, tenant) and person != "auditor_d1"
+
+
+def order_logger(person: str, tenant: str) -> bool:
+    return order_writer(person, tenant) and person != "admin_s1"
+
+
+def order_assignee(person: str, tenant: str) -> bool:
+    return county_writer(person, tenant) or (person == "technician" and tenant == "own")
+
+
+def command_sender(person: str, tenant: str) -> bool:
+    return school_writer(person, tenant) or (person == "technician" and tenant == "own")
+
+
+def figure_reader(person: str, tenant: str) -> bool:
+    return registry_reader(person, tenant)
+
+
+def team_reader(person: str, tenant: str) -> bool:
+    return person in ("county_city", "county_d1", "auditor_d1") or (
+        person in ("technician", "contractor") and tenant == "own"
+    )
+
+
+def team_figures(person: str, tenant: str) -> bool:
+    return person in ("county_city", "county_d1", "auditor_d1") or (person == "contractor" and tenant == "own")
+
+
 @dataclass(frozen=True)
 class Endpoint:
     name: str
@@ -179,20 +241,20 @@ class Endpoint:
 ENDPOINTS = (
     Endpoint("list cities", "GET", lambda e, t: "/cities", anyone),
     Endpoint("get district", "GET", lambda e, t: f"/districts/{t['district']}", anyone),
-    Endpoint("get school", "GET", lambda e, t: f"/schools/{t['school']}", registry_reader),
-    Endpoint("list buildings", "GET", lambda e, t: f"/buildings?school={t['school']}", registry_reader),
-    Endpoint("get building", "GET", lambda e, t: f"/buildings/{t['building']}", registry_reader),
-    Endpoint("list classrooms", "GET", lambda e, t: f"/classrooms?school={t['school']}", registry_reader),
-    Endpoint("get classroom", "GET", lambda e, t: f"/classrooms/{t['classroom']}", registry_reader),
-    Endpoint("list devices", "GET", lambda e, t: f"/devices?school={t['school']}", registry_reader),
-    Endpoint("get device", "GET", lambda e, t: f"/devices/{t['device']}", registry_reader),
-    Endpoint("device label", "GET", lambda e, t: f"/devices/{t['device']}/label.svg", registry_reader),
-    Endpoint("device health", "GET", lambda e, t: f"/devices/{t['device']}/health", registry_reader),
-    Endpoint("device hourly", "GET", lambda e, t: f"/devices/{t['device']}/health/hourly", registry_reader),
-    Endpoint("device telemetry", "GET", lambda e, t: f"/devices/{t['device']}/telemetry", registry_reader),
-    Endpoint("list gateways", "GET", lambda e, t: f"/gateways?school={t['school']}", registry_reader),
-    Endpoint("get gateway", "GET", lambda e, t: f"/gateways/{t['gateway']}", registry_reader),
-    Endpoint("list alarms", "GET", lambda e, t: f"/alarms?school={t['school']}", registry_reader),
+    Endpoint("get school", "GET", lambda e, t: f"/schools/{t['school']}", field_reader),
+    Endpoint("list buildings", "GET", lambda e, t: f"/buildings?school={t['school']}", field_reader),
+    Endpoint("get building", "GET", lambda e, t: f"/buildings/{t['building']}", field_reader),
+    Endpoint("list classrooms", "GET", lambda e, t: f"/classrooms?school={t['school']}", field_reader),
+    Endpoint("get classroom", "GET", lambda e, t: f"/classrooms/{t['classroom']}", field_reader),
+    Endpoint("list devices", "GET", lambda e, t: f"/devices?school={t['school']}", field_reader),
+    Endpoint("get device", "GET", lambda e, t: f"/devices/{t['device']}", field_reader),
+    Endpoint("device label", "GET", lambda e, t: f"/devices/{t['device']}/label.svg", field_reader),
+    Endpoint("device health", "GET", lambda e, t: f"/devices/{t['device']}/health", field_reader),
+    Endpoint("device hourly", "GET", lambda e, t: f"/devices/{t['device']}/health/hourly", field_reader),
+    Endpoint("device telemetry", "GET", lambda e, t: f"/devices/{t['device']}/telemetry", field_reader),
+    Endpoint("list gateways", "GET", lambda e, t: f"/gateways?school={t['school']}", field_reader),
+    Endpoint("get gateway", "GET", lambda e, t: f"/gateways/{t['gateway']}", field_reader),
+    Endpoint("list alarms", "GET", lambda e, t: f"/alarms?school={t['school']}", field_reader),
     Endpoint("daily attendance", "GET", lambda e, t: f"/attendance/daily?school={t['school']}", registry_reader),
     Endpoint("attendance events", "GET", lambda e, t: f"/attendance-events?school={t['school']}", personal_data),
     Endpoint("read roster", "GET", lambda e, t: f"/schools/{t['school']}/roster", personal_data),
@@ -271,6 +333,100 @@ ENDPOINTS = (
         personal_data,
         lambda e, t: {"card_pseudonym": secrets.token_hex(8), "person_name": "P"},
     ),
+    Endpoint("list work orders", "GET", lambda e, t: f"/work-orders?school={t['school']}", anyone),
+    Endpoint("get work order", "GET", lambda e, t: f"/work-orders/{t['order']}", field_reader),
+    Endpoint(
+        "comment on work order",
+        "POST",
+        lambda e, t: f"/work-orders/{_fresh_order(e, t)}/comments",
+        order_writer,
+        lambda e, t: {"text": "seen"},
+    ),
+    Endpoint(
+        "log a part",
+        "POST",
+        lambda e, t: f"/work-orders/{_fresh_order(e, t)}/parts",
+        order_logger,
+        lambda e, t: {"part": "fuse"},
+    ),
+    Endpoint(
+        "log time",
+        "POST",
+        lambda e, t: f"/work-orders/{_fresh_order(e, t)}/time",
+        order_logger,
+        lambda e, t: {"minutes": 5},
+    ),
+    Endpoint(
+        "accept work order",
+        "POST",
+        lambda e, t: f"/work-orders/{_fresh_order(e, t)}/actions",
+        order_assignee,
+        lambda e, t: {"action": "accept"},
+    ),
+    Endpoint(
+        "cancel work order",
+        "POST",
+        lambda e, t: f"/work-orders/{_fresh_order(e, t)}/actions",
+        county_writer,
+        lambda e, t: {"action": "cancel"},
+    ),
+    Endpoint(
+        "reprioritise work order",
+        "PATCH",
+        lambda e, t: f"/work-orders/{_fresh_order(e, t)}",
+        lambda p, t: county_writer(p, t) or (p == "contractor" and t == "own"),
+        lambda e, t: {"urgency": "high"},
+    ),
+    Endpoint("list teams", "GET", lambda e, t: "/teams", lambda p, t: p != "admin_s1"),
+    Endpoint("get team", "GET", lambda e, t: f"/teams/{t['team']}", team_reader),
+    Endpoint(
+        "rename team",
+        "PATCH",
+        lambda e, t: f"/teams/{t['team']}",
+        county_writer,
+        lambda e, t: {"name": f"Team {secrets.token_hex(3)}"},
+    ),
+    Endpoint("get calendar", "GET", lambda e, t: f"/service-calendars/{t['district']}", anyone),
+    Endpoint(
+        "set calendar",
+        "PUT",
+        lambda e, t: f"/service-calendars/{t['district']}",
+        county_writer,
+        lambda e, t: {"holidays": ["2026-10-01"]},
+    ),
+    Endpoint("notifications", "GET", lambda e, t: "/notifications", anyone),
+    Endpoint(
+        "send command",
+        "POST",
+        lambda e, t: "/commands",
+        command_sender,
+        lambda e, t: {"target": {"device": t["device"]}, "name": "ping"},
+    ),
+    Endpoint(
+        "send school command",
+        "POST",
+        lambda e, t: "/commands",
+        school_writer,
+        lambda e, t: {"target": {"school": t["school"]}, "name": "ping"},
+    ),
+    Endpoint("list commands", "GET", lambda e, t: "/commands", anyone),
+    Endpoint("device config", "GET", lambda e, t: f"/devices/{t['device']}/config", field_reader),
+    Endpoint(
+        "set device config",
+        "PUT",
+        lambda e, t: f"/devices/{t['device']}/config",
+        school_writer,
+        lambda e, t: {"values": {"health_s": 60}},
+    ),
+    Endpoint("school figures", "GET", lambda e, t: f"/figures?scope=school&id={t['school']}", figure_reader),
+    Endpoint(
+        "county figures",
+        "GET",
+        lambda e, t: f"/figures?scope=county&id={t['district']}",
+        lambda p, t: p == "county_city" or (p in ("county_d1", "auditor_d1") and t == "own"),
+    ),
+    Endpoint("contractor figures", "GET", lambda e, t: f"/figures?scope=contractor&id={t['team']}", team_figures),
+    Endpoint("figures csv", "GET", lambda e, t: f"/figures/export.csv?scope=school&id={t['school']}", figure_reader),
     Endpoint(
         "create district",
         "POST",
@@ -315,7 +471,7 @@ def test_unfiltered_lists_hold_only_what_the_role_may_see(env: Env, person: str)
     devices = env.client.get(f"{API}/devices", headers=env.headers(person)).json()
     schools = env.client.get(f"{API}/schools", headers=env.headers(person)).json()
 
-    reach = {t["school"] for tenant, t in env.targets.items() if registry_reader(person, tenant)}
+    reach = {t["school"] for tenant, t in env.targets.items() if field_reader(person, tenant)}
     districts = {t["district"] for tenant, t in env.targets.items() if county_writer(person, tenant)}
     assert {d["school_code"] for d in devices} <= reach
     assert {d["id"] for d in devices} >= {DEVICES[school] for school in reach}

@@ -49,6 +49,19 @@ BAD_PATHS = (
     "/devices/esp32-0000000000a1/health?since=2026-13-01",
     f"/schools/s1/roster/{HUGE}",
     "/gateways/%20",
+    "/work-orders/abc",
+    f"/work-orders/{HUGE}",
+    "/work-orders?status=maybe",
+    f"/work-orders?offset={HUGE}",
+    f"/work-orders/1/attachments/{HUGE}",
+    f"/commands?limit={HUGE}",
+    "/commands/nonexistent",
+    "/figures?scope=county&from=2026-13-01",
+    "/figures?scope=contractor&id=99999",
+    "/service-calendars/nowhere",
+    f"/teams/{HUGE}",
+    f"/notifications?limit={HUGE}",
+    "/devices/%00/config",
 )
 
 

@@ -7,8 +7,11 @@ from fastapi import APIRouter, Query, Response, status
 
 from cloud import crud, labels
 from cloud.api.deps import CurrentActor, CurrentUser, Offset, SessionDep, SettingsDep
+from cloud.crud import commands
 from cloud.models import (
     MAX_ROW_ID,
+    DeviceConfigIn,
+    DeviceConfigPublic,
     DeviceCreate,
     DevicePublic,
     DeviceUpdate,
@@ -141,3 +144,17 @@ def device_telemetry(
     """The device's sensor readings, oldest first."""
     rows = crud.list_telemetry(session, user=user, device_id=device_id, since=since, until=until, limit=limit)
     return [TelemetrySamplePublic.model_validate(row) for row in rows]
+
+
+@router.get("/{device_id}/config")
+def get_device_config(device_id: str, user: CurrentUser, session: SessionDep) -> DeviceConfigPublic:
+    """The desired configuration against the version the device last reported running."""
+    return commands.read_device_config(session, user=user, device_id=device_id)
+
+
+@router.put("/{device_id}/config")
+def set_device_config(
+    device_id: str, body: DeviceConfigIn, actor: CurrentActor, session: SessionDep
+) -> DeviceConfigPublic:
+    """Set the desired configuration: the version goes up by one and the gateway picks it up on its downlink."""
+    return commands.set_device_config(session, actor=actor, device_id=device_id, values=body.values)

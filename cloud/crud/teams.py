@@ -1,0 +1,335 @@
+"""Contractor teams (members and coverage) and the service calendars SLA clocks run on."""
+
+from collections.abc import Sequence
+from datetime import date, time
+
+from sqlmodel import Session, col, delete, select
+
+from cloud.core.db import begin_write
+from cloud.crud import audit
+from cloud.crud.access import COUNTY_ROLES, READ_ONLY_ROLES, WORK_ORDER_ROLES, team_of
+from cloud.crud.common import Actor
+from cloud.errors import AccessDenied, AlreadyExists, InvalidInput, NotFound
+from cloud.models import (
+    COVERAGE_ROLES,
+    ContractorTeam,
+    District,
+    School,
+    ServiceCalendar,
+    ServiceCalendarPublic,
+    TeamCoverage,
+    TeamMember,
+    TeamMemberPublic,
+    TeamPublic,
+    User,
+    utcnow,
+)
+from cloud.servicetime import Calendar
+
+DEFAULT_CALENDAR_SCOPE = "*"
+MEMBER_ROLES = ("technician", "contractor_manager")
+
+
+# ---- teams ---------------------------------------------------------------------------------------
+
+
+def _coverage(session: Session, team_id: int) -> Sequence[TeamCoverage]:
+    return session.exec(select(TeamCoverage).where(TeamCoverage.team_id == team_id)).all()
+
+
+def team_view(session: Session, team: ContractorTeam) -> TeamPublic:
+    """A team with its coverage and members."""
+    assert team.id is not None
+    coverage = _coverage(session, team.id)
+    members = session.exec(
+        select(User).join(TeamMember, col(TeamMember.user_id) == col(User.id)).where(TeamMember.team_id == team.id)
+    ).all()
+    return TeamPublic(
+        id=team.id,
+        name=team.name,
+        created_at=team.created_at,
+        districts=sorted({row.district_code for row in coverage}),
+        device_roles=sorted({row.device_role for row in coverage}),
+        members=[
+            TeamMemberPublic(user_id=m.id or 0, username=m.username, role=m.role, is_active=m.is_active)
+            for m in sorted(members, key=lambda user: user.username)
+        ],
+    )
+
+
+def _require_team_writer(session: Session, actor: Actor, team_id: int | None, districts: Sequence[str]) -> None:
+    """County admins manage teams; one with a district only teams that cover nothing outside it."""
+    if actor.kind == "cli":
+        return
+    user = actor.user
+    if actor.kind != "user" or user is None or not user.is_active:
+        raise AccessDenied("only county admins manage contractor teams")
+    if user.role != "county_admin":
+        raise AccessDenied(f"the role {user.role} may not manage contractor teams; county admins do")
+    if user.district_code is None:
+        return
+    covered = set(districts)
+    if team_id is not None:
+        covered.update(row.district_code for row in _coverage(session, team_id))
+    outside = sorted(covered - {user.district_code})
+    if outside:
+        raise AccessDenied(f"the team covers districts outside {user.district_code}: {', '.join(outside)}")
+
+
+def _set_coverage(session: Session, team_id: int, districts: Sequence[str], roles: Sequence[str]) -> None:
+    for code in sorted(set(districts)):
+        if session.get(District, code) is None:
+            raise NotFound(f"district {code} does not exist")
+    for role in roles:
+        if role not in COVERAGE_ROLES:
+            raise InvalidInput(f"device role must be one of {', '.join(COVERAGE_ROLES)}")
+    session.exec(delete(TeamCoverage).where(col(TeamCoverage.team_id) == team_id))
+    for code in sorted(set(districts)):
+        for role in sorted(set(roles)):
+            session.add(TeamCoverage(team_id=team_id, district_code=code, device_role=role))
+
+
+def create_team(
+    session: Session, *, actor: Actor, name: str, districts: Sequence[str], device_roles: Sequence[str]
+) -> ContractorTeam:
+    """Register a contractor team and what it covers."""
+    begin_write(session)
+    _require_team_writer(session, actor, None, districts)
+    if session.exec(select(ContractorTeam).where(ContractorTeam.name == name)).first() is not None:
+        raise AlreadyExists(f"a team named {name!r} already exists")
+    team = ContractorTeam(name=name)
+    session.add(team)
+    session.flush()
+    assert team.id is not None
+    _set_coverage(session, team.id, districts, device_roles)
+    audit.record(
+        session,
+        actor=actor,
+        action="create",
+        entity="team",
+        entity_id=team.id,
+        summary={"name": name, "districts": sorted(set(districts)), "device_roles": sorted(set(device_roles))},
+    )
+    session.commit()
+    session.refresh(team)
+    return team
+
+
+def _team(session: Session, team_id: int) -> ContractorTeam:
+    team = session.get(ContractorTeam, team_id)
+    if team is None:
+        raise NotFound(f"team {team_id} not found")
+    return team
+
+
+def update_team(
+    session: Session,
+    *,
+    actor: Actor,
+    team_id: int,
+    name: str | None = None,
+    districts: Sequence[str] | None = None,
+    device_roles: Sequence[str] | None = None,
+) -> ContractorTeam:
+    """Rename a team or change what it covers."""
+    begin_write(session)
+    team = _team(session, team_id)
+    _require_team_writer(session, actor, team_id, districts or ())
+    summary: dict[str, object] = {}
+    if name is not None and name != team.name:
+        if session.exec(select(ContractorTeam).where(ContractorTeam.name == name)).first() is not None:
+            raise AlreadyExists(f"a team named {name!r} already exists")
+        summary["name"] = [team.name, name]
+        team.name = name
+        session.add(team)
+    if districts is not None or device_roles is not None:
+        coverage = _coverage(session, team_id)
+        new_districts = districts if districts is not None else sorted({row.district_code for row in coverage})
+        new_roles = device_roles if device_roles is not None else sorted({row.device_role for row in coverage})
+        _set_coverage(session, team_id, new_districts, new_roles)
+        summary["coverage"] = {"districts": sorted(set(new_districts)), "device_roles": sorted(set(new_roles))}
+    if summary:
+        audit.record(session, actor=actor, action="update", entity="team", entity_id=team_id, summary=summary)
+    session.commit()
+    session.refresh(team)
+    return team
+
+
+def add_team_member(session: Session, *, actor: Actor, team_id: int, username: str) -> ContractorTeam:
+    """Put a technician or contractor manager in a team."""
+    begin_write(session)
+    team = _team(session, team_id)
+    _require_team_writer(session, actor, team_id, ())
+    user = session.exec(select(User).where(User.username == username)).first()
+    if user is None:
+        raise NotFound(f"user {username} not found")
+    if user.role not in MEMBER_ROLES:
+        raise InvalidInput(f"only technicians and contractor managers join teams; {username} is a {user.role}")
+    current = session.get(TeamMember, user.id)
+    if current is not None:
+        if current.team_id == team_id:
+            return team
+        raise AlreadyExists(f"{username} is already in team {current.team_id}; remove them there first")
+    assert user.id is not None
+    session.add(TeamMember(user_id=user.id, team_id=team_id))
+    audit.record(
+        session, actor=actor, action="add_member", entity="team", entity_id=team_id, summary={"user": username}
+    )
+    session.commit()
+    return team
+
+
+def remove_team_member(session: Session, *, actor: Actor, team_id: int, username: str) -> None:
+    """Take a person out of a team; their open orders stay with them until reassigned."""
+    begin_write(session)
+    _team(session, team_id)
+    _require_team_writer(session, actor, team_id, ())
+    user = session.exec(select(User).where(User.username == username)).first()
+    member = session.get(TeamMember, user.id) if user is not None else None
+    if member is None or member.team_id != team_id:
+        raise NotFound(f"{username} is not in team {team_id}")
+    session.delete(member)
+    audit.record(
+        session, actor=actor, action="remove_member", entity="team", entity_id=team_id, summary={"user": username}
+    )
+    session.commit()
+
+
+def list_teams(session: Session, *, user: User) -> list[TeamPublic]:
+    """County staff see every team; technicians and managers their own."""
+    if not user.is_active:
+        raise AccessDenied("the account is disabled")
+    statement = select(ContractorTeam).order_by(col(ContractorTeam.name))
+    if user.role in WORK_ORDER_ROLES:
+        statement = statement.where(ContractorTeam.id == (team_of(session, user) or -1))
+    elif user.role not in COUNTY_ROLES:
+        raise AccessDenied(f"the role {user.role} does not see contractor teams")
+    return [team_view(session, team) for team in session.exec(statement)]
+
+
+def read_team(session: Session, *, user: User, team_id: int) -> TeamPublic:
+    """One team."""
+    for team in list_teams(session, user=user):
+        if team.id == team_id:
+            return team
+    raise NotFound(f"team {team_id} not found")
+
+
+def covering_teams(session: Session, *, district_code: str | None, device_role: str | None) -> list[int]:
+    """Teams that cover a district for a device role (any role, for a device that has not said its own),
+    oldest first."""
+    if district_code is None:
+        return []
+    statement = select(TeamCoverage.team_id).where(TeamCoverage.district_code == district_code)
+    if device_role is not None:
+        statement = statement.where(TeamCoverage.device_role == device_role)
+    return sorted(set(session.exec(statement).all()))
+
+
+# ---- service calendars ---------------------------------------------------------------------------
+
+
+def _parse_clock(text: str) -> time:
+    hours, minutes = text.split(":")
+    return time(int(hours), int(minutes))
+
+
+def _scope_key(scope: str) -> str:
+    return DEFAULT_CALENDAR_SCOPE if scope == "default" else scope
+
+
+def _calendar_view(row: ServiceCalendar, scope: str, inherited: bool) -> ServiceCalendarPublic:
+    return ServiceCalendarPublic(
+        scope=scope,
+        day_start=row.day_start,
+        day_end=row.day_end,
+        weekdays=sorted(row.weekdays),
+        holidays=sorted(date.fromisoformat(day) for day in row.holidays),
+        school_days=sorted(date.fromisoformat(day) for day in row.school_days),
+        inherited=inherited,
+    )
+
+
+def _calendar_row(session: Session, district_code: str | None) -> tuple[ServiceCalendar, bool]:
+    if district_code is not None:
+        own = session.get(ServiceCalendar, district_code)
+        if own is not None:
+            return own, False
+    default = session.get(ServiceCalendar, DEFAULT_CALENDAR_SCOPE)
+    return (default if default is not None else ServiceCalendar(scope=DEFAULT_CALENDAR_SCOPE)), True
+
+
+def read_calendar(session: Session, *, user: User, scope: str) -> ServiceCalendarPublic:
+    """A district's calendar (or the default one, scope "default"); a district without one inherits."""
+    if not user.is_active:
+        raise AccessDenied("the account is disabled")
+    key = _scope_key(scope)
+    if key != DEFAULT_CALENDAR_SCOPE and session.get(District, key) is None:
+        raise NotFound(f"district {scope} not found")
+    if key == DEFAULT_CALENDAR_SCOPE:
+        row, _ = _calendar_row(session, None)
+        return _calendar_view(row, "default", False)
+    row, inherited = _calendar_row(session, key)
+    return _calendar_view(row, scope, inherited)
+
+
+def set_calendar(
+    session: Session,
+    *,
+    actor: Actor,
+    scope: str,
+    day_start: str,
+    day_end: str,
+    weekdays: Sequence[int],
+    holidays: Sequence[date],
+    school_days: Sequence[date],
+) -> ServiceCalendarPublic:
+    """Set the service hours, holidays and make-up days of a district (or the default calendar).
+
+    Orders already open keep the deadlines they were given; new deadlines follow the new calendar.
+    """
+    begin_write(session)
+    key = _scope_key(scope)
+    if actor.kind != "cli":
+        user = actor.user
+        if user is None or not user.is_active or user.role in READ_ONLY_ROLES or user.role != "county_admin":
+            raise AccessDenied("only county admins set service calendars")
+        if user.district_code is not None and user.district_code != key:
+            raise AccessDenied(f"a county admin of {user.district_code} may set only that district's calendar")
+    if key != DEFAULT_CALENDAR_SCOPE and session.get(District, key) is None:
+        raise NotFound(f"district {scope} not found")
+    if _parse_clock(day_end) <= _parse_clock(day_start):
+        raise InvalidInput("day_end must be after day_start")
+    if not weekdays and not school_days:
+        raise InvalidInput("a calendar needs at least one weekday or make-up school day")
+    row = session.get(ServiceCalendar, key) or ServiceCalendar(scope=key)
+    row.day_start, row.day_end = day_start, day_end
+    row.weekdays = sorted(set(weekdays))
+    row.holidays = sorted({day.isoformat() for day in holidays})
+    row.school_days = sorted({day.isoformat() for day in school_days})
+    row.updated_at = utcnow()
+    session.add(row)
+    audit.record(
+        session,
+        actor=actor,
+        action="set_calendar",
+        entity="calendar",
+        entity_id=scope,
+        district_code=None if key == DEFAULT_CALENDAR_SCOPE else key,
+        summary={"hours": [day_start, day_end], "holidays": len(row.holidays), "school_days": len(row.school_days)},
+    )
+    session.commit()
+    return _calendar_view(row, scope, False)
+
+
+def school_calendar(session: Session, school: School) -> Calendar:
+    """The calendar SLA clocks of a school's orders run on, in the school's time zone."""
+    row, _ = _calendar_row(session, school.district_code)
+    return Calendar(
+        timezone=school.timezone,
+        day_start=_parse_clock(row.day_start),
+        day_end=_parse_clock(row.day_end),
+        weekdays=frozenset(row.weekdays),
+        holidays=frozenset(date.fromisoformat(day) for day in row.holidays),
+        school_days=frozenset(date.fromisoformat(day) for day in row.school_days),
+    )

@@ -1,0 +1,220 @@
+"""Alarms -> work orders: one open per (device, fault), verified by the device after a hold, reopened when
+the fault returns, flapping folded into one order, and a school's gateway outage kept to one gateway order."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlmodel import Session, col, select
+
+from cloud.core.db import begin_write
+from cloud.crud import run_operations, workorders
+from cloud.models import Gateway, WorkOrder
+from tests.cloud.conftest import DEVICE_A, DEVICE_B, TS, record
+
+T0 = datetime.fromtimestamp(TS, UTC)
+POLICY = workorders.FaultPolicy()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest) -> str:
+    return request.getfixturevalue(f"{request.param}_url")
+
+
+class Gseq:
+    """Gateway sequence numbers and device sequence numbers that only go up."""
+
+    def __init__(self) -> None:
+        self.value = 0
+
+    def __call__(self) -> int:
+        self.value += 1
+        return self.value
+
+
+@pytest.fixture
+def alarm(sync, crew):
+    """Send one alarm record (device or, with device=None, the gateway's own) at T0 + `at` seconds."""
+    gseq = Gseq()
+
+    def send(code: str, state: str, at: float = 0, device: str | None = DEVICE_A, kind: str = "alarm", school="s1"):
+        if device is None:
+            kind = "gateway_alarm"
+        rec = record(gseq(), kind, device, ts=TS + at, code=code, state=state, detail=f"{code} {state}")
+        if kind == "gateway_alarm":
+            rec.update(boot=None, seq=None)
+        response = sync([rec], school)
+        assert response.json()["confirmed"] == [rec["gseq"]], response.text
+        return response
+
+    return send
+
+
+def _orders(session: Session) -> list[WorkOrder]:
+    session.rollback()
+    return list(session.exec(select(WorkOrder).order_by(col(WorkOrder.id))).all())
+
+
+def _operate(session: Session, at: float) -> None:
+    run_operations(session, policy=POLICY, now=T0 + timedelta(seconds=at))
+
+
+def test_a_raise_opens_one_order_and_repeats_do_not_open_more(session, alarm):
+    alarm("reader_fault", "raise")
+    alarm("reader_fault", "raise", at=5)
+    alarm("sensor_fault:co2", "raise", at=6)
+
+    orders = _orders(session)
+
+    assert [(o.fault_code, o.status, o.source, o.priority) for o in orders] == [
+        ("reader_fault", "assigned", "alarm", 2),
+        ("sensor_fault:co2", "assigned", "alarm", 4),
+    ]
+    assert orders[0].alarm_active and orders[0].flap_count == 0
+
+
+def test_a_clear_verifies_only_after_it_stays_clear(session, alarm):
+    alarm("reader_fault", "raise")
+    alarm("reader_fault", "clear", at=60)
+    _operate(session, 60 + 599)
+    assert _orders(session)[0].verified_by_device_at is None
+
+    _operate(session, 60 + 600)
+    order = _orders(session)[0]
+
+    assert order.verified_by_device_at is not None
+    assert order.status == "resolved" and "verified by the device" in (order.resolution or "")
+
+
+def test_a_raise_during_the_hold_keeps_the_order_open(session, alarm):
+    alarm("reader_fault", "raise")
+    alarm("reader_fault", "clear", at=60)
+    alarm("reader_fault", "raise", at=300)
+    _operate(session, 60 + 700)
+
+    order = _orders(session)[0]
+
+    assert order.status == "assigned" and order.verified_by_device_at is None and order.alarm_active
+
+
+def test_a_fault_returning_within_the_window_reopens_the_same_order(session, alarm):
+    alarm("reader_fault", "raise")
+    alarm("reader_fault", "clear", at=60)
+    _operate(session, 700)
+    alarm("reader_fault", "raise", at=3600)
+    orders = _orders(session)
+
+    assert len(orders) == 1
+    assert (orders[0].status, orders[0].reopen_count, orders[0].verified_by_device_at) == ("assigned", 1, None)
+
+
+def test_a_fault_returning_after_the_window_opens_a_new_order(session, alarm):
+    alarm("reader_fault", "raise")
+    alarm("reader_fault", "clear", at=60)
+    _operate(session, 700)
+    alarm("reader_fault", "raise", at=700 + 24 * 3600 + 1)
+
+    assert [o.status for o in _orders(session)] == ["resolved", "assigned"]
+
+
+def test_flapping_is_counted_in_the_one_order(session, alarm):
+    for minute in range(6):
+        alarm("display_no_answer", "raise", at=minute * 60)
+        alarm("display_no_answer", "clear", at=minute * 60 + 30)
+    orders = _orders(session)
+
+    assert len(orders) == 1
+    assert (orders[0].flap_count, orders[0].flapping) == (5, True)
+    _operate(session, 5 * 60 + 30 + 600)
+    settled = _orders(session)[0]
+    assert (settled.flapping, settled.status) == (False, "resolved")
+
+
+def test_a_replayed_older_alarm_changes_nothing(session, alarm):
+    alarm("reader_fault", "raise", at=100)
+    alarm("reader_fault", "clear", at=200)
+    alarm("reader_fault", "raise", at=150)
+
+    order = _orders(session)[0]
+
+    assert not order.alarm_active and order.clear_since == T0 + timedelta(seconds=200)
+
+
+def test_a_gateway_alarm_without_device_opens_a_gateway_order(session, alarm, world):
+    alarm("store_quota", "raise", device=None)
+    alarm("store_quota", "clear", device=None, at=30)
+    _operate(session, 30 + 600)
+
+    order = _orders(session)[0]
+
+    assert (order.kind, order.gateway_id, order.device_id, order.fault_code) == (
+        "gateway",
+        world.gateway_ids["s1"],
+        None,
+        "store_quota",
+    )
+    assert order.status == "resolved"
+
+
+def _last_sync(session: Session, gateway_id: str, at: float) -> None:
+    """Make the gateway's last sync T0 + `at`, the clock these tests run the periodic checks on."""
+    begin_write(session)
+    gateway = session.get(Gateway, gateway_id)
+    assert gateway is not None
+    gateway.last_sync_at = T0 + timedelta(seconds=at)
+    session.add(gateway)
+    session.commit()
+
+
+def test_a_silent_gateway_gets_one_order_and_its_offline_devices_none(session, alarm, world):
+    alarm("reader_fault", "raise", device=DEVICE_B)
+    _last_sync(session, world.gateway_ids["s1"], 0)
+    _operate(session, 121)
+    _operate(session, 600)
+    offline = [o for o in _orders(session) if o.fault_code == "gateway_offline"]
+    assert len(offline) == 1 and offline[0].priority == 1 and offline[0].kind == "gateway"
+
+    # The gateway comes back with the alarms its rules raised while the school was cut off.
+    alarm("device_offline", "raise", at=200)
+    alarm("sensor_fault:co2", "raise", device=DEVICE_B, at=200)
+    codes = sorted(o.fault_code for o in _orders(session))
+
+    assert codes == ["gateway_offline", "reader_fault", "sensor_fault:co2"]
+
+
+def test_offline_alarms_after_an_outage_are_ignored_even_before_the_periodic_check(session, alarm, world):
+    alarm("reader_fault", "raise", device=DEVICE_B)
+    _last_sync(session, world.gateway_ids["s1"], 0)
+
+    alarm("device_offline", "raise", at=300)
+
+    assert [o.fault_code for o in _orders(session)] == ["reader_fault"]
+
+
+def test_the_gateway_order_clears_when_the_gateway_syncs_again(session, sync, world, crew):
+    gateway_id = world.gateway_ids["s1"]
+    _last_sync(session, gateway_id, 0)
+    _operate(session, 200)
+    _last_sync(session, gateway_id, 300)
+    _operate(session, 301)
+    _last_sync(session, gateway_id, 900)
+    _operate(session, 901)
+
+    order = _orders(session)[0]
+
+    assert (order.fault_code, order.status) == ("gateway_offline", "resolved")
+    assert order.verified_by_device_at is not None and order.clear_since == T0 + timedelta(seconds=300)
+
+
+def test_replayed_batches_do_not_change_orders_twice(session, sync, crew):
+    batch = [
+        record(1, "alarm", DEVICE_A, code="reader_fault", state="raise"),
+        record(2, "alarm", DEVICE_A, code="reader_fault", state="clear", ts=TS + 10),
+        record(3, "alarm", DEVICE_A, code="reader_fault", state="raise", ts=TS + 20),
+    ]
+    sync(batch)
+    sync(batch)
+    sync(batch[1:])
+
+    order = _orders(session)[0]
+
+    assert len(_orders(session)) == 1 and order.flap_count == 1 and order.alarm_active
