@@ -62,7 +62,9 @@ class RuleEngine:
             changes += self._store.set_alarm(device, f"{SENSOR_FAULT}:{sensor}", True, f"{sensor}: {fault}", now)
         for sensor in list(self._store.active_alarms(device, SENSOR_FAULT + ":")):
             name = sensor.split(":", 1)[1]
-            if name not in faults and name in body.get("readings", {}):
+            # A sensor reports readings under its quantities' names (scd4x gives co2_ppm), not its own:
+            # a sample that no longer lists the fault is the sensor answering again.
+            if name not in faults:
                 changes += self._store.set_alarm(device, sensor, False, f"{name} reads again", now)
         for name, value in body.get("readings", {}).items():
             rule = self._ranges.get(name)

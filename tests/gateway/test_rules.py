@@ -74,7 +74,7 @@ def test_a_sensor_fault_raises_and_a_good_reading_clears(world) -> None:
     ingestor.ingest([birth()])
     ingestor.ingest([telemetry(1, {"temp_c": 21.0}, {"scd4x": "no_answer"})])
     ingestor.ingest([telemetry(2, {"temp_c": 21.0}, {"scd4x": "no_answer"})])
-    ingestor.ingest([telemetry(3, {"temp_c": 21.0, "scd4x": 1.0})])
+    ingestor.ingest([telemetry(3, {"temp_c": 21.0, "co2_ppm": 650.0})])
     assert alarms(store) == [("sensor_fault:scd4x", "raise"), ("sensor_fault:scd4x", "clear")]
 
 
