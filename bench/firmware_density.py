@@ -31,8 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from protocol import messages, topics  # noqa: E402
 from simulator.firmware import FirmwareProcess, write_device_config  # noqa: E402
 from simulator.hwbus import HardwareBus, HardwareBusError  # noqa: E402
-from tests.firmware.conftest import Observer  # noqa: E402
-from tests.support.broker import Mosquitto  # noqa: E402
+from simulator.observer import Observer  # noqa: E402
+from simulator.stack import Mosquitto  # noqa: E402
 
 SCHOOL = "DENS1"
 TAP_EVERY_S = 0.05

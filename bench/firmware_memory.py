@@ -44,9 +44,9 @@ from simulator.firmware import (  # noqa: E402
     write_device_config,
 )
 from simulator.hwbus import HardwareBus  # noqa: E402
-from tests.firmware.conftest import Observer  # noqa: E402
-from tests.firmware.test_ota import build_bundle  # noqa: E402
-from tests.support.broker import Mosquitto  # noqa: E402
+from simulator.observer import Observer  # noqa: E402
+from simulator.ota import build_bundle  # noqa: E402
+from simulator.stack import Mosquitto  # noqa: E402
 
 SCHOOL = "MEM1"
 DEVICE = "esp32-00aa00bb00cc"

@@ -139,15 +139,20 @@ class Device:
         print("%s %s" % (self.device_id, text))
 
     def _load_pending(self):
-        for slot in self.buffer.pending():
-            data = self.buffer.read(slot)
+        # Slot by slot rather than through buffer.pending(): after a long outage a terminal boots with
+        # a thousand pending events, and a list (and sort) of them would cost kilobytes of heap.
+        buffer = self.buffer
+        for slot in range(buffer.slots):
+            if not buffer.is_pending(slot):
+                continue
+            data = buffer.read(slot)
             try:
                 msg = json.loads(data)
                 self._track(slot, msg["boot"], msg["seq"], EVENT_LEAVES.index(msg["kind"]), True)
             except (TypeError, ValueError, KeyError):
                 # A record that passed its crc but is not an event cannot be sent; free its slot.
                 self.errors["bad_records"] += 1
-                self.buffer.ack(slot)
+                buffer.ack(slot)
 
     def _track(self, slot, boot, seq, leaf_index, hist):
         try:

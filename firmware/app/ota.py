@@ -23,6 +23,7 @@ whichever version runs at the end, with the outcome.
 import asyncio
 import gc
 import hashlib
+import json
 import os
 from binascii import hexlify
 
@@ -31,6 +32,8 @@ import loader
 MAX_FILES = 64
 MAX_BUNDLE = 512 * 1024
 MAX_MANIFEST = 8192
+# The checked file list, one JSON array [path, sha256, size] a line, in the OTA folder while downloading.
+LISTING = "files.jsonl"
 CHUNK = 512
 HTTP_TIMEOUT_S = 20
 PACKAGES = ("app", "hal", "protocol")
@@ -176,6 +179,15 @@ async def _fetch_file(url, target, digest, size):
         raise OtaError("%s: sha256 does not match the manifest" % url)
 
 
+def _write_listing(path, files):
+    # JSON lines: any string a manifest may hold (a path is checked, a digest only for its length)
+    # comes back from json.loads unchanged, newlines in it escaped.
+    with open(path, "w") as f:
+        for item in files:
+            f.write(json.dumps([item["path"], item["sha256"], item["size"]]))
+            f.write("\n")
+
+
 async def stage(ddir, args, active):
     """Download and verify the bundle into the slot `active` does not use; that slot."""
     base = args.get("url")
@@ -194,8 +206,6 @@ async def stage(ddir, args, active):
         with open(path, "wb") as f:
             await http_get(manifest if manifest.startswith("http://") else base + manifest,
                            f.write, MAX_MANIFEST)
-        import json
-
         try:
             with open(path) as f:
                 manifest = json.load(f)
@@ -203,19 +213,32 @@ async def stage(ddir, args, active):
             raise OtaError("manifest is not JSON")
         os.remove(path)
     files = check_manifest(manifest, version)
+    # The parsed manifest (a few hundred bytes of heap a file) goes before the first download: the
+    # downloads read the checked list back from flash one line at a time, so what they hold on the
+    # heap does not grow with the bundle. (An inline manifest stays, as part of the command's args.)
+    _makedirs(ddir + "/" + loader.OTA_DIR)
+    listing = ddir + "/" + loader.OTA_DIR + "/" + LISTING
+    _write_listing(listing, files)
+    files = manifest = None
     slot = loader.SLOTS[1] if active == loader.SLOTS[0] else loader.SLOTS[0]
     folder = loader.slot_dir(ddir, slot)
     _wipe(folder)
     try:
-        for item in files:
-            path = item["path"]
-            cut = path.rfind("/")
-            _makedirs(folder + "/" + path[:cut])
-            gc.collect()
-            await _fetch_file(base + path, folder + "/" + path, item["sha256"], item["size"])
+        with open(listing) as f:
+            while True:
+                line = f.readline()
+                if not line:
+                    break
+                path, digest, size = json.loads(line)
+                cut = path.rfind("/")
+                _makedirs(folder + "/" + path[:cut])
+                gc.collect()
+                await _fetch_file(base + path, folder + "/" + path, digest, size)
     except Exception:
         _wipe(folder)
         raise
+    finally:
+        os.remove(listing)
     return slot
 
 

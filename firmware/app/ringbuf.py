@@ -15,7 +15,6 @@ per lap of the ring, and an acknowledgement rewrites a single byte of its slot.
 """
 
 import struct
-from array import array
 from binascii import crc32
 
 MAGIC = b"CE"
@@ -40,9 +39,11 @@ class RingBuffer:
         self.slot_size = slot_size
         self.max_record = slot_size - HEADER_SIZE
         self.events_dropped = 0
-        # Per slot: write number of a pending record, or -1 for a free slot. Kept in RAM so that
-        # appending and acknowledging never scan the flash; an array, 4 bytes a slot.
-        self._pending = array("i", b"\xff" * (4 * slots))
+        # One bit per slot, set while it holds a pending record, and their count: appending and
+        # acknowledging never scan the flash, and a terminal's 1,024 slots cost 128 bytes of heap.
+        # The write numbers stay on flash; only `pending()` needs them, to order what it returns.
+        self._bits = bytearray((slots + 7) >> 3)
+        self._count = 0
         self._next_number = 1
         self._head = 0
         self._hdr = bytearray(HEADER_SIZE)
@@ -66,6 +67,19 @@ class RingBuffer:
                 have += n
             f.flush()
         return f
+
+    def is_pending(self, slot):
+        """Whether `slot` holds a pending record."""
+        return bool(self._bits[slot >> 3] & (1 << (slot & 7)))
+
+    def _mark(self, slot, pending):
+        bit = 1 << (slot & 7)
+        if pending:
+            self._bits[slot >> 3] |= bit
+            self._count += 1
+        else:
+            self._bits[slot >> 3] &= ~bit
+            self._count -= 1
 
     def _crc(self, number, length, payload):
         return crc32(payload, crc32(struct.pack(_NUM_LEN, number, length))) & 0xFFFFFFFF
@@ -97,7 +111,7 @@ class RingBuffer:
                 newest = number
                 newest_slot = slot
             if state == PENDING:
-                self._pending[slot] = number
+                self._mark(slot, True)
         self._next_number = newest + 1
         self._head = (newest_slot + 1) % self.slots
 
@@ -107,10 +121,9 @@ class RingBuffer:
         if length > self.max_record:
             self.events_dropped += 1
             return None
-        pending = self._pending
         slot = self._head
         for _ in range(self.slots):
-            if pending[slot] < 0:
+            if not self.is_pending(slot):
                 break
             slot = (slot + 1) % self.slots
         else:
@@ -124,20 +137,20 @@ class RingBuffer:
         f.write(self._hdr)
         f.write(payload)
         f.flush()
-        pending[slot] = number
+        self._mark(slot, True)
         self._next_number = number + 1
         self._head = (slot + 1) % self.slots
         return slot
 
     def ack(self, slot):
         """Mark a slot's record as delivered; its space becomes free. Unknown or free slots are ignored."""
-        if not 0 <= slot < self.slots or self._pending[slot] < 0:
+        if not 0 <= slot < self.slots or not self.is_pending(slot):
             return False
         f = self._file
         f.seek(slot * self.slot_size + 2)
         f.write(bytes((ACKED,)))
         f.flush()
-        self._pending[slot] = -1
+        self._mark(slot, False)
         return True
 
     @property
@@ -146,26 +159,30 @@ class RingBuffer:
         return self._head
 
     def pending(self):
-        """Slots holding pending records, oldest write first."""
-        pend = self._pending
-        out = [s for s in range(self.slots) if pend[s] >= 0]
-        out.sort(key=lambda s: pend[s])
-        return out
+        """Slots holding pending records, oldest write first, as a list: for tests and tools. A device
+        walks the slots with `is_pending` instead, which allocates nothing however many are pending."""
+        f = self._file
+        hdr = self._hdr
+        order = []
+        for slot in range(self.slots):
+            if self.is_pending(slot):
+                # A pending slot's header passed its crc when it was scanned or written.
+                f.seek(slot * self.slot_size)
+                f.readinto(hdr)
+                order.append((struct.unpack_from(HEADER, hdr)[2], slot))
+        order.sort()
+        return [slot for _, slot in order]
 
     def read(self, slot):
         """Payload of a pending slot, or None if the slot is free or fails its crc."""
-        if self._pending[slot] < 0:
+        if not self.is_pending(slot):
             return None
         rec = self._read_slot(slot)
         return None if rec is None else rec[2]
 
     def count(self):
         """Number of pending records."""
-        n = 0
-        for number in self._pending:
-            if number >= 0:
-                n += 1
-        return n
+        return self._count
 
     def close(self):
         """Close the file; the buffer is unusable afterwards."""

@@ -9,7 +9,8 @@ import pytest
 
 from protocol import messages, topics
 from simulator.firmware import EXIT_RESTART
-from tests.firmware.conftest import DEVICE, SCHOOL, WAIT_S, Observer
+from simulator.observer import Observer
+from tests.firmware.conftest import DEVICE, SCHOOL, WAIT_S
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +39,7 @@ def test_birth_is_retained_on_status_with_boot_facts(launch, observer, broker):
     assert msg["health_s"] == 1 and msg["clock_ok"] is True
     assert abs(msg["ts"] - time.time()) < 60
 
-    late = Observer(broker.port)
+    late = Observer(broker.port, SCHOOL)
     try:
         retained = late.wait_for(messages.BIRTH, DEVICE)[0]
     finally:
@@ -114,7 +115,7 @@ def test_pending_events_survive_kill_and_replay_with_their_key(launch, observer,
     proc.kill()
     will = observer.wait_for(messages.WILL, DEVICE)[0]
     assert will.msg == messages.will(DEVICE, boot)
-    late = Observer(broker.port)
+    late = Observer(broker.port, SCHOOL)
     try:
         assert late.wait_for(messages.WILL, DEVICE)[0].retain
     finally:

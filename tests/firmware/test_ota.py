@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 import http.server
 import json
-import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from protocol import messages, topics
-from simulator.firmware import EXIT_RESTART, FirmwareProcess, firmware_dir, mpy_cross_binary
+from simulator.firmware import EXIT_RESTART, FirmwareProcess
+from simulator.ota import build_bundle
 from tests.firmware.conftest import DEVICE, WAIT_S
 
 OLD = "0.1.0"
@@ -61,37 +59,6 @@ class BundleServer:
     def stop(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
-
-
-def build_bundle(root: Path, version: str, patch: Callable[[str, str], str] | None = None,
-                 wrong_hash: str | None = None) -> dict:
-    """The app package compiled with VERSION = `version`, sources passed through patch(path, text)."""
-    compiler = mpy_cross_binary()
-    assert compiler
-    files = []
-    root.mkdir(parents=True, exist_ok=True)
-    for source in sorted((firmware_dir() / "app").rglob("*.py")):
-        rel = source.relative_to(firmware_dir()).as_posix()
-        text = source.read_text()
-        if rel == "app/__init__.py":
-            text = text.replace('VERSION = "0.1.0"', f'VERSION = "{version}"')
-        if patch is not None:
-            text = patch(rel, text)
-        src = root / "src" / rel
-        src.parent.mkdir(parents=True, exist_ok=True)
-        src.write_text(text)
-        target = root / rel.replace(".py", ".mpy")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([compiler, "-o", str(target), str(src)], check=True, capture_output=True)
-        data = target.read_bytes()
-        digest = hashlib.sha256(data).hexdigest()
-        if wrong_hash == target.relative_to(root).as_posix():
-            digest = hashlib.sha256(data + b"x").hexdigest()
-        files.append({"path": target.relative_to(root).as_posix(), "sha256": digest, "size": len(data)})
-    shutil.rmtree(root / "src")
-    manifest = {"version": version, "files": files}
-    (root / "manifest.json").write_text(json.dumps(manifest))
-    return manifest
 
 
 @pytest.fixture
