@@ -20,12 +20,12 @@ from simulator.stack import CloudServer, GatewayProcess, Mosquitto, http_json, w
 pytestmark = pytest.mark.slow
 
 SCHOOL = "S100"
-DEVICES = [topics.device_id_from_mac(bytes([0x24, 0x6F, 0x28, 0, 1, i])) for i in range(20)]
+DEVICES = [topics.device_id_from_mac(bytes([0x24, 0x6F, 0x28, 0, 1, i])) for i in range(12)]
 BOOT = "0badc0de"
 
 
 class Devices:
-    """Twenty devices' worth of traffic from one paho client, published QoS 1 like the firmware's events."""
+    """Twelve devices' worth of traffic from one paho client, published QoS 1 like the firmware's events."""
 
     def __init__(self, port: int) -> None:
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="fake-devices")
@@ -127,7 +127,7 @@ def test_sigkill_during_ingest_and_sync_loses_and_doubles_nothing(world) -> None
     try:
         devices.births()
         rng = random.Random(5)
-        for _ in range(6):
+        for _ in range(4):
             sender = threading.Thread(target=lambda: [devices.minute() for _ in range(3)])
             sender.start()
             # Kill at a random moment while messages are arriving and batches are being synced.
