@@ -186,7 +186,8 @@ def http_json(method: str, url: str, body: Any = None, token: str | None = None,
 class CloudServer(ManagedProcess):
     """The cloud service as a real HTTP server (uvicorn) on its own port and database."""
 
-    def __init__(self, workdir: Path, database_url: str | None = None, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, database_url: str | None = None, port: int | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.port = port or free_port()
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
@@ -196,6 +197,7 @@ class CloudServer(ManagedProcess):
             [*classops_command(), "cloud", "serve", "--host", "127.0.0.1", "--port", str(self.port),
              "--database-url", self.database_url],
             workdir / "cloud.log",
+            env=env,
         )
 
     @property
@@ -251,8 +253,8 @@ class CloudServer(ManagedProcess):
 
 def gateway_toml(*, school: str, school_secret: str, data_dir: Path, broker_port: int, cloud_url: str,
                  cloud_token: str, broker_host: str = "127.0.0.1", heartbeat_s: float = 15.0,
-                 presence_check_s: float = 5.0, status_port: int = 0) -> str:
-    """A gateway configuration file."""
+                 presence_check_s: float = 5.0, status_port: int = 0, extra_toml: str = "") -> str:
+    """A gateway configuration file; `extra_toml` adds tables after the others (e.g. [calendar], [rules])."""
     return (
         f'school = "{school}"\n'
         f'school_secret = "{school_secret}"\n'
@@ -268,6 +270,7 @@ def gateway_toml(*, school: str, school_secret: str, data_dir: Path, broker_port
         "backoff_max_s = 5.0\n\n"
         "[status]\n"
         f"port = {status_port}\n"
+        + (f"\n{extra_toml}" if extra_toml else "")
     )
 
 
@@ -280,14 +283,16 @@ class GatewayProcess(ManagedProcess):
         return f"http://127.0.0.1:{self.status_port}"
 
     def __init__(self, workdir: Path, *, school: str, school_secret: str, broker_port: int,
-                 cloud_url: str, cloud_token: str) -> None:
+                 cloud_url: str, cloud_token: str, heartbeat_s: float = 15.0, presence_check_s: float = 5.0,
+                 extra_toml: str = "") -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         self.config_path = workdir / "gateway.toml"
         self.status_port = free_port()
         self.config_path.write_text(gateway_toml(
             school=school, school_secret=school_secret, data_dir=workdir / "data",
             broker_port=broker_port, cloud_url=cloud_url, cloud_token=cloud_token,
-            status_port=self.status_port,
+            status_port=self.status_port, heartbeat_s=heartbeat_s, presence_check_s=presence_check_s,
+            extra_toml=extra_toml,
         ))
         self.db_path = workdir / "data" / "gateway.db"
         super().__init__(
