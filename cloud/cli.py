@@ -37,14 +37,51 @@ def _session(args: argparse.Namespace) -> Session:
     return Session(engine)
 
 
+def _worker_log_config() -> dict:
+    """Logging for worker processes as `classops` set it up in this one: they start from nothing."""
+    root = logging.getLogger()
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain"}},
+        "root": {"level": logging.getLevelName(root.level), "handlers": ["stderr"]},
+    }
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Run the API under uvicorn."""
+    """Run the API under uvicorn, in one process or in `--workers` processes sharing the port."""
     import uvicorn
 
     from cloud.main import create_app
 
     settings = _settings(args)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
+    workers = args.workers if args.workers is not None else 1
+    if workers < 1:
+        print("error: --workers must be at least 1", file=sys.stderr)
+        return 2
+    if workers == 1:
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
+        return 0
+    # Workers are fresh processes that build their app from the environment, so the options given here
+    # go there too.
+    for name in ("database_url", "host", "port"):
+        if getattr(args, name, None) is not None:
+            os.environ[f"CLASSOPS_CLOUD_{name.upper()}"] = str(getattr(args, name))
+    # Migrate once here: workers that all found an empty database would race to create the same tables.
+    engine = create_db_engine(settings.database_url)
+    try:
+        upgrade_database(engine)
+    finally:
+        engine.dispose()
+    uvicorn.run(
+        "cloud.main:create_app",
+        factory=True,
+        workers=workers,
+        host=settings.host,
+        port=settings.port,
+        log_config=_worker_log_config(),
+    )
     return 0
 
 
@@ -205,6 +242,11 @@ def add_commands(commands) -> None:
     serve = commands.add_parser("serve", parents=[database], help="run the API")
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8000)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="API worker processes (default 1); each keeps its own per-gateway sync rate limit",
+    )
     serve.set_defaults(func=_handled(cmd_serve))
 
     migrate = commands.add_parser("migrate", parents=[database], help="bring the schema up to date")
