@@ -17,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     cloud_cli.register(parts)
     gateway_cli.register(parts)
     simulator_cli.register(parts)
+    __import__("simulator.firmware_cli", fromlist=["register"]).register(parts)
     return parser
 
 
