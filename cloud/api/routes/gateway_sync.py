@@ -181,6 +181,7 @@ def sync(
 async def downlink(
     request: Request,
     gateway: CurrentGateway,
+    session: SessionDep,
     settings: SettingsDep,
     wait: Annotated[float, Query(ge=0, le=MAX_DOWNLINK_WAIT_S, description="seconds to wait for something")] = 0,
     config_cursor: Annotated[int, Query(ge=0, le=MAX_BIGINT, description="the last config_cursor received")] = 0,
@@ -190,6 +191,9 @@ async def downlink(
     engine = request.app.state.engine
     deadline = time.monotonic() + min(wait, settings.downlink_max_wait_s)
     school_code = gateway.school_code
+    # The token check's session would otherwise hold a pooled connection for the whole wait: with a few
+    # dozen schools long-polling, the pool runs dry.
+    session.close()
     while True:
         found = await run_in_threadpool(_take_downlink, engine, school_code, config_cursor)
         if found.commands or found.configs or time.monotonic() >= deadline:
