@@ -14,7 +14,7 @@ import pytest
 from simulator.firmware import FirmwareProcess, write_device_config
 from simulator.hwbus import HardwareBus
 from simulator.observer import Observer
-from tests.support.broker import Mosquitto
+from simulator.stack import Mosquitto
 
 SCHOOL = "T001"
 DEVICE = "esp32-a1b2c3d4e5f6"

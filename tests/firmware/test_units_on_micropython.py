@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from simulator.firmware import firmware_dir, micropython_binary, mpy_cross_binary, repo_root
-from tests.support.broker import free_port
+from simulator.stack import free_port
 
 CHECKS = Path(__file__).parent / "micropython"
 

@@ -1,1 +1,0 @@
-"""Helpers that tests of several parts share: real external processes such as the MQTT broker."""
