@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import random
 import shutil
 import socket
@@ -108,24 +109,53 @@ def publisher(port: int, first_device: int, devices: int, per_device: int, seed:
     sock = socket.create_connection(("127.0.0.1", port))
     sock.sendall(connect_packet(f"bench-pub-{first_device}"))
     sock.recv(4)
-    drain = threading.Thread(target=lambda: _drain(sock), daemon=True)
+    answered = threading.Event()
+    drain = threading.Thread(target=_drain, args=(sock, answered), daemon=True)
     drain.start()
     ready.wait()
     view = memoryview(packets)
     for i in range(0, len(view), 1 << 16):
         sock.sendall(view[i:i + (1 << 16)])
-    # Disconnect cleanly so the broker keeps nothing pending for this client.
+    # The broker handles a connection's packets in order: its answer to this ping means it has read
+    # everything before it. Closing earlier could reset the connection with messages still unread.
+    sock.sendall(b"\xc0\x00")
+    if not answered.wait(300):
+        print(f"publisher {first_device}: the broker did not answer the final ping", file=sys.stderr)
     sock.sendall(b"\xe0\x00")
-    time.sleep(0.5)
     sock.close()
 
 
-def _drain(sock: socket.socket) -> None:
+def _drain(sock: socket.socket, answered: threading.Event) -> None:
+    """Read the broker's PUBACKs and, last, its PINGRESP."""
+    buf = bytearray()
     try:
-        while sock.recv(1 << 16):
-            pass
+        while data := sock.recv(1 << 16):
+            buf += data
+            pos = 0
+            while len(buf) - pos >= 2:
+                length = buf[pos + 1]  # PUBACK and PINGRESP are short: one length byte
+                if len(buf) - pos < 2 + length:
+                    break
+                if buf[pos] == 0xD0:
+                    answered.set()
+                pos += 2 + length
+            del buf[:pos]
     except OSError:
         pass
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def process_tree(pid: int) -> list[int]:
+    """A process and its children (the gateway and its store worker)."""
+    children = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children += [int(c) for c in (task / "children").read_text().split()]
+    return [pid, *children]
 
 
 def gateway_metrics(port: int) -> dict[str, float]:
@@ -195,6 +225,8 @@ def main() -> int:
             ]
             for p in procs:
                 p.start()
+            gateway_pids = process_tree(gateway.proc.pid)
+            cpu_before = [cpu_seconds(pid) for pid in gateway_pids]
             ready.wait()
             sent_at = time.monotonic()
             expected = per_pub * args.publishers * args.per_device
@@ -213,6 +245,7 @@ def main() -> int:
                 # Polled gently: the status page runs in the gateway being measured.
                 time.sleep(0.5)
             finished = last_change
+            cpu_used = [cpu_seconds(pid) - before for pid, before in zip(gateway_pids, cpu_before, strict=True)]
             for p in procs:
                 p.join()
             m = gateway_metrics(gateway.status_port)
@@ -231,6 +264,9 @@ def main() -> int:
             print(f"  {key} = {m[key]}")
     print(f"messages_offered={expected} messages_committed={int(committed)} "
           f"messages_lost_samples={expected - int(committed)}")
+    per_msg = [used / max(committed, 1) * 1e6 for used in cpu_used]
+    print(f"gateway_cpu_us_per_msg={sum(per_msg):.1f} broker_link_cpu_us_per_msg={per_msg[0]:.1f} "
+          f"store_cpu_us_per_msg={sum(per_msg[1:]):.1f}")
     print(f"msgs_per_s={rate:.0f} commit_p99_ms={p99 * 1000:.1f} broker_ceiling_msgs_per_s={ceiling:.0f} "
           f"ratio={rate / ceiling:.2f}")
     return 0

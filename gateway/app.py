@@ -18,7 +18,7 @@ import orjson
 from gateway.broker import BrokerLink, Incoming
 from gateway.config import GatewaySettings
 from gateway.downlink import DownlinkRelay
-from gateway.ingest import IngestResult, StoreWorker, StoreWorkerError
+from gateway.ingest import IngestResult, Prepared, StoreWorker, StoreWorkerError, prepare
 from gateway.metrics import Metrics
 from gateway.serial_display import SerialDisplay
 from gateway.store import PRUNE_CHUNK
@@ -37,8 +37,8 @@ PRUNE_EVERY_S = 60.0
 class Inbox:
     """Hands messages from the broker's network thread to the store writer.
 
-    The broker thread only appends; it wakes the event loop once, when the writer is waiting, instead of
-    once per message: under load the writer finds a whole batch waiting each time it looks.
+    The broker thread adds whole reads at a time; it wakes the event loop once, when the writer is
+    waiting, instead of once per message: under load the writer finds a whole batch waiting each time.
     """
 
     def __init__(self) -> None:
@@ -52,9 +52,9 @@ class Inbox:
         """Attach to the event loop the writer runs on."""
         self._loop = loop
 
-    def put(self, item: Incoming) -> None:
-        """Add a message; called from the broker's thread."""
-        self._items.append(item)
+    def put_many(self, items: list[Incoming]) -> None:
+        """Add messages; called from the broker's thread."""
+        self._items.extend(items)
         if self._waiting:
             with self._lock:
                 if self._waiting and self._loop is not None:
@@ -88,8 +88,9 @@ class Gateway:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         self.store = StoreWorker(settings)
         self._inbox = Inbox()
+        self._prepared: asyncio.Queue[tuple[list[Incoming], Prepared]] = asyncio.Queue(maxsize=1)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.broker = BrokerLink(settings, self._inbox.put, self.metrics)
+        self.broker = BrokerLink(settings, self._inbox.put_many, self.metrics)
         self.sync: CloudSync | None = None
         self.priority_sync: CloudSync | None = None
         self.downlink: DownlinkRelay | None = None
@@ -105,14 +106,18 @@ class Gateway:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self.store.call, method, *args)
 
-    async def _write_batch(self, batch: list[Incoming]) -> None:
+    def _prepare(self, batch: list[Incoming]) -> Prepared:
         self.metrics.inc("messages_in", len(batch))
-        raw = [(i.topic, i.payload) for i in batch]
+        return prepare(self.settings.school, self.settings.school_secret, [(i.topic, i.payload) for i in batch])
+
+    async def _write_batch(self, batch: list[Incoming], prepared: Prepared | None = None) -> None:
+        if prepared is None:
+            prepared = self._prepare(batch)
         attempt = 0
         while True:
             try:
                 began = time.monotonic()
-                result: IngestResult = await self.in_store("ingest", raw)
+                result: IngestResult = await self.in_store("commit", prepared)
                 self.metrics.observe("store_commit_seconds", time.monotonic() - began)
                 self.metrics.observe("write_batch_messages", len(batch))
                 break
@@ -139,9 +144,7 @@ class Gateway:
             self.metrics.inc("messages_rejected", count, label=reason)
         for topic, problem in result.rejected_examples:
             log.warning("rejected message on %s: %s", topic, problem)
-        for incoming in batch:
-            self.broker.ack(incoming.mid, incoming.qos)
-        self._send_event_acks(result.event_keys)
+        self.broker.ack(batch, self._event_acks(prepared.event_keys()))
         self._wake_sync()
         if self.downlink is not None:
             for device, config_version in result.births:
@@ -150,29 +153,39 @@ class Gateway:
     async def _ingest_local(self, raw: list[tuple[str, bytes]]) -> None:
         """Messages the gateway makes itself on behalf of a device (a serial-wired display)."""
         now = time.monotonic()
-        await self._write_batch([Incoming(topic, payload, 0, 0, False, now) for topic, payload in raw])
+        await self._write_batch([Incoming(topic, payload, 0, 0, now) for topic, payload in raw])
 
-    def _send_event_acks(self, by_device: dict[str, list[list[Any]]]) -> None:
+    def _event_acks(self, by_device: dict[str, list[list[Any]]]) -> list[tuple[str, bytes]]:
+        """The eack messages for committed events, as (topic, payload); sent at QoS 0 with the acks.
+
+        A lost eack only makes the device send the event again, and the store drops the copy by its key.
+        """
+        out = []
         for device, keys in by_device.items():
             if device in self.displays:
                 continue
             topic = topics.down(self.settings.school, device, topics.EVENT_ACK)
             for i in range(0, len(keys), EACK_KEYS_PER_MESSAGE):
                 # Built from keys the store just validated; small enough for a device to decode in its heap.
-                payload = orjson.dumps(messages.event_ack(keys[i:i + EACK_KEYS_PER_MESSAGE]))
-                # QoS 0: a lost ack only makes the device send the event again, and the store drops
-                # the copy by its key.
-                self.broker.publish(topic, payload, qos=0)
+                out.append((topic, orjson.dumps(messages.event_ack(keys[i:i + EACK_KEYS_PER_MESSAGE]))))
             self.metrics.inc("event_acks_sent", len(keys))
+        return out
 
     def _wake_sync(self) -> None:
         for lane in (self.sync, self.priority_sync):
             if lane is not None:
                 lane.wake.set()
 
+    async def _preparer(self) -> None:
+        # Validation runs here while the store worker commits the batch before: the two overlap.
+        while True:
+            batch = await self._inbox.take(WRITE_BATCH)
+            await self._prepared.put((batch, self._prepare(batch)))
+
     async def _writer(self) -> None:
         while True:
-            await self._write_batch(await self._inbox.take(WRITE_BATCH))
+            batch, prepared = await self._prepared.get()
+            await self._write_batch(batch, prepared)
 
     async def _presence(self) -> None:
         while True:
@@ -261,6 +274,7 @@ class Gateway:
         try:
             async with asyncio.TaskGroup() as tasks:
                 workers = [
+                    tasks.create_task(self._preparer(), name="store-preparer"),
                     tasks.create_task(self._writer(), name="store-writer"),
                     tasks.create_task(self.sync.run(), name="cloud-sync"),
                     tasks.create_task(self.priority_sync.run(), name="cloud-sync-priority"),

@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -97,12 +97,8 @@ CREATE TABLE IF NOT EXISTS quarantine (
 );
 """
 
-_ENVELOPE = ("v", "kind", "device", "boot", "seq", "ts")
-
-
-@dataclass
-class Accepted:
-    """A validated device message, ready to be committed."""
+class Accepted(NamedTuple):
+    """A validated device message, ready to be committed; `body_json` is `body` as stored."""
 
     kind: str
     device: str
@@ -110,18 +106,27 @@ class Accepted:
     seq: int | None
     ts: float
     body: dict[str, Any]
+    body_json: str
 
     @classmethod
     def from_message(cls, msg: dict[str, Any]) -> Accepted:
         """Split a validated protocol message into its key and its own fields."""
-        return cls(
-            kind=msg["kind"],
-            device=msg["device"],
-            boot=msg["boot"],
-            seq=None if msg["kind"] == messages.WILL else msg["seq"],
-            ts=time.time() if msg["kind"] == messages.WILL else float(msg["ts"]),
-            body={k: v for k, v in msg.items() if k not in _ENVELOPE},
-        )
+        return cls.from_decoded(dict(msg))
+
+    @classmethod
+    def from_decoded(cls, msg: dict[str, Any]) -> Accepted:
+        """As from_message, taking `msg` over (its envelope fields are removed from it)."""
+        kind = msg.pop("kind")
+        del msg["v"]
+        device = msg.pop("device")
+        boot = msg.pop("boot")
+        if kind == messages.WILL:
+            msg.pop("seq", None)
+            msg.pop("ts", None)
+            seq, ts = None, time.time()
+        else:
+            seq, ts = msg.pop("seq"), float(msg.pop("ts"))
+        return cls(kind, device, boot, seq, ts, msg, orjson.dumps(msg).decode())
 
 
 @dataclass
@@ -222,7 +227,7 @@ class Store:
                 key = (self._devices[acc.device][2], int(acc.boot, 16), acc.seq)
                 keys.append(key)
                 params += (acc.kind, acc.device, acc.boot, acc.seq, *key[:2], acc.ts,
-                           orjson.dumps(acc.body).decode(), now)
+                           acc.body_json, now)
             rows = cur.execute(
                 "INSERT OR IGNORE INTO record(kind, device, boot, seq, device_no, boot_no, ts, body, "
                 "received_at) VALUES "
@@ -239,7 +244,7 @@ class Store:
                     inserted[i] = True
                     seen[acc.device] = now
                     if acc.kind == messages.HEALTH:
-                        health[acc.device] = orjson.dumps(acc.body).decode()
+                        health[acc.device] = acc.body_json
 
     def _reload(self) -> None:
         self._alarms: set[tuple[str, str]] = set(self._db.execute("SELECT device, code FROM alarm_state"))
@@ -255,7 +260,7 @@ class Store:
             "INSERT OR IGNORE INTO record(kind, device, boot, seq, device_no, boot_no, ts, body, "
             "received_at) VALUES (?,?,?,?,?,?,?,?,?)",
             (acc.kind, acc.device, acc.boot, acc.seq, self._devices[acc.device][2], int(acc.boot, 16),
-             acc.ts, orjson.dumps(acc.body).decode(), now),
+             acc.ts, acc.body_json, now),
         )
         return cur.rowcount == 1
 
@@ -290,7 +295,7 @@ class Store:
             result.presence_changes.append((acc.device, "online"))
             return True
         if acc.kind == messages.HEALTH:
-            health[acc.device] = orjson.dumps(acc.body).decode()
+            health[acc.device] = acc.body_json
         if presence != "online" and boot == acc.boot:
             # A device we had given up on after missed health periods is heard again.
             self._presence_record(cur, acc.device, acc.boot, "online", "heard_again", now)

@@ -131,28 +131,37 @@ def is_card_uid(value):
     return isinstance(value, str) and len(value) in (8, 14, 20) and not value.strip(_HEX)
 
 
+_PLAIN_TYPES = {"s": str, "b": bool, "d": dict, "l": list}
+
+
 def _type_ok(value, code):
-    if code == "s":
-        return isinstance(value, str)
-    if code == "b":
-        return isinstance(value, bool)
-    if code == "i":
-        return isinstance(value, int) and not isinstance(value, bool)
-    if code == "n":
-        if isinstance(value, bool):
-            return False
-        if isinstance(value, int):
+    t = type(value)
+    if code == "i" or code == "n":
+        if t is int:
             return True
-        # NaN is not equal to itself; neither NaN nor the infinities are JSON.
-        return isinstance(value, float) and value == value and value not in (_INF, -_INF)
-    if code == "d":
-        return isinstance(value, dict)
-    return isinstance(value, list)
+        if t is float:
+            # NaN is not equal to itself; neither NaN nor the infinities are JSON.
+            return code == "n" and value == value and value not in (_INF, -_INF)
+        # Subclasses, as code (not JSON) may build them; bool is an int subclass but never a number here.
+        return isinstance(value, int) and not isinstance(value, bool)
+    plain = _PLAIN_TYPES[code]
+    return t is plain or isinstance(value, plain)
 
 
-def _check_values(kind, msg, schema):
+# The one type that passes each field type code without a closer look (floats need one: NaN, infinity).
+_FAST_TYPES = {"s": str, "b": bool, "i": int, "n": int, "d": dict, "l": list}
+# Each kind's schema with that type added to each entry, and its field names, for the value checks that
+# apply only where a field exists.
+_CHECKS = {}
+_FIELDS = {}
+for _kind in _SCHEMAS:
+    _CHECKS[_kind] = tuple((e[0], e[1], _FAST_TYPES[e[1]], e[2]) for e in _SCHEMAS[_kind])
+    _FIELDS[_kind] = set(e[0] for e in _SCHEMAS[_kind])
+
+
+def _check_values(kind, msg):
     # Only fields of this kind's schema are checked: their types are known to be right by now.
-    names = [entry[0] for entry in schema]
+    names = _FIELDS[kind]
     if "device" in names and not topics.is_device_id(msg["device"]):
         raise ProtocolError(BAD_FIELD, "device is not esp32-<12 hex>")
     if "boot" in names and not is_boot_id(msg["boot"]):
@@ -170,8 +179,9 @@ def _check_values(kind, msg, schema):
     elif kind == ACK and msg["result"] not in ACK_RESULTS:
         raise ProtocolError(BAD_FIELD, "ack result must be one of " + ", ".join(ACK_RESULTS))
     elif kind == TELEMETRY:
-        for name in msg["readings"]:
-            if not _type_ok(msg["readings"][name], "n"):
+        readings = msg["readings"]
+        for name in readings:
+            if not _type_ok(readings[name], "n"):
                 raise ProtocolError(BAD_FIELD, "reading %s is not a number" % name)
     elif kind == EVENT_ACK:
         for key in msg["keys"]:
@@ -191,20 +201,21 @@ def validate(msg, leaf=None):
     if not _type_ok(version, "i") or version != PROTOCOL_VERSION:
         raise ProtocolError(BAD_VERSION, "v must be %d" % PROTOCOL_VERSION)
     kind = msg.get("kind")
-    schema = _SCHEMAS.get(kind) if isinstance(kind, str) else None
+    schema = _CHECKS.get(kind) if isinstance(kind, str) else None
     if schema is None:
         raise ProtocolError(UNKNOWN_KIND, "unknown kind %r" % (kind,))
     if leaf is not None:
         expected = topics.STATUS if kind in STATE_KINDS else kind
         if leaf != expected:
             raise ProtocolError(KIND_MISMATCH, "kind %s on topic leaf %s" % (kind, leaf))
-    for field, code, required in schema:
-        if field not in msg:
-            if required:
-                raise ProtocolError(MISSING_FIELD, "%s needs field %s" % (kind, field))
-        elif not _type_ok(msg[field], code):
-            raise ProtocolError(BAD_FIELD, "%s.%s has the wrong type" % (kind, field))
-    _check_values(kind, msg, schema)
+    for field, code, fast_type, required in schema:
+        if field in msg:
+            value = msg[field]
+            if type(value) is not fast_type and not _type_ok(value, code):
+                raise ProtocolError(BAD_FIELD, "%s.%s has the wrong type" % (kind, field))
+        elif required:
+            raise ProtocolError(MISSING_FIELD, "%s needs field %s" % (kind, field))
+    _check_values(kind, msg)
     return msg
 
 
