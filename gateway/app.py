@@ -28,6 +28,7 @@ from protocol import messages, topics
 log = logging.getLogger(__name__)
 
 WRITE_BATCH = 2000
+INBOX_HIGH_WATER = 5 * WRITE_BATCH
 STORE_RETRY_S = 1.0
 EACK_KEYS_PER_MESSAGE = 32
 PRUNE_EVERY_S = 60.0
@@ -41,9 +42,15 @@ class Inbox:
     waiting, instead of once per message: under load the writer finds a whole batch waiting each time.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, high_water: int = 0) -> None:
         self._items: deque[Incoming] = deque()
         self._lock = threading.Lock()
+        # Above high_water messages the broker link stops reading until the writer has taken half:
+        # the rest waits in the broker (which keeps QoS 1 messages for the gateway's session), memory
+        # stays bounded, and a message's time here stays short.
+        self._high_water = high_water
+        self._room = threading.Event()
+        self._room.set()
         self._waiting = False
         self._event = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -55,6 +62,10 @@ class Inbox:
     def put_many(self, items: list[Incoming]) -> None:
         """Add messages; called from the broker's thread."""
         self._items.extend(items)
+        if self._high_water and len(self._items) >= self._high_water:
+            self._room.clear()
+            if len(self._items) < self._high_water:
+                self._room.set()
         if self._waiting:
             with self._lock:
                 if self._waiting and self._loop is not None:
@@ -64,12 +75,19 @@ class Inbox:
     def __len__(self) -> int:
         return len(self._items)
 
+    def wait_room(self, timeout: float) -> bool:
+        """Block the broker's thread until there is room for more messages; False on timeout."""
+        return self._room.wait(timeout)
+
     async def take(self, limit: int) -> list[Incoming]:
         """Wait for at least one message and return up to `limit` of them, oldest first."""
         while True:
             if self._items:
                 items = self._items
-                return [items.popleft() for _ in range(min(limit, len(items)))]
+                taken = [items.popleft() for _ in range(min(limit, len(items)))]
+                if not self._room.is_set() and len(items) <= self._high_water // 2:
+                    self._room.set()
+                return taken
             with self._lock:
                 self._waiting = True
                 self._event.clear()
@@ -87,10 +105,10 @@ class Gateway:
         self.metrics = Metrics()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         self.store = StoreWorker(settings)
-        self._inbox = Inbox()
+        self._inbox = Inbox(INBOX_HIGH_WATER)
         self._prepared: asyncio.Queue[tuple[list[Incoming], Prepared]] = asyncio.Queue(maxsize=1)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.broker = BrokerLink(settings, self._inbox.put_many, self.metrics)
+        self.broker = BrokerLink(settings, self._inbox.put_many, self.metrics, read_gate=self._inbox.wait_room)
         self.sync: CloudSync | None = None
         self.priority_sync: CloudSync | None = None
         self.downlink: DownlinkRelay | None = None

@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 RECONNECT_MIN_S = 1
 RECONNECT_MAX_S = 30
 RECV_CHUNK = 256 * 1024
+READ_GATE_WAIT_S = 0.05
 MAX_REMAINING_LENGTH_BYTES = 4
 _PUBLISH = 0x30
 _PUBACK = 0x40
@@ -69,15 +70,20 @@ class _FastClient(mqtt.Client):
     """
 
     def __init__(self, *args: object, on_publishes: Callable[[list[Incoming]], None],
-                 **kwargs: object) -> None:
+                 read_gate: Callable[[float], bool] | None = None, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self._rbuf = bytearray()
         self._on_publishes = on_publishes
+        self._read_gate = read_gate
         self.link = 0
 
     def loop_read(self, max_packets: int = 1) -> mqtt.MQTTErrorCode:
         if self._sock is None:
             return mqtt.MQTTErrorCode.MQTT_ERR_NO_CONN
+        if self._read_gate is not None and not self._read_gate(READ_GATE_WAIT_S):
+            # The consumer is behind: leave the data with the broker for now. Returning lets paho's loop
+            # write pending acks and keep the connection alive meanwhile.
+            return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
         rc = self._packet_read()
         if rc > 0:
             return self._loop_rc_handle(rc)
@@ -173,7 +179,7 @@ class BrokerLink:
     """
 
     def __init__(self, settings: GatewaySettings, on_messages: Callable[[list[Incoming]], None],
-                 metrics: Metrics) -> None:
+                 metrics: Metrics, read_gate: Callable[[float], bool] | None = None) -> None:
         self._settings = settings
         self._metrics = metrics
         self.connected = threading.Event()
@@ -183,6 +189,7 @@ class BrokerLink:
             clean_session=False,
             manual_ack=True,
             on_publishes=on_messages,
+            read_gate=read_gate,
         )
         if settings.broker.username:
             self._client.username_pw_set(settings.broker.username, settings.broker.password or None)

@@ -98,14 +98,17 @@ CREATE TABLE IF NOT EXISTS quarantine (
 """
 
 class Accepted(NamedTuple):
-    """A validated device message, ready to be committed; `body_json` is `body` as stored."""
+    """A validated device message, ready to be committed; `body_json` is `body` as stored.
+
+    In the store worker `body` is None for kinds whose fields the store never reads (see ingest.py).
+    """
 
     kind: str
     device: str
     boot: str
     seq: int | None
     ts: float
-    body: dict[str, Any]
+    body: dict[str, Any] | None
     body_json: str
 
     @classmethod
