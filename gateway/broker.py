@@ -72,7 +72,7 @@ class _FastClient(mqtt.Client):
     def __init__(self, *args: object, on_publishes: Callable[[list[Incoming]], None],
                  read_gate: Callable[[float], bool] | None = None, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self._rbuf = bytearray()
+        self._rbuf = b""
         self._on_publishes = on_publishes
         self._read_gate = read_gate
         self.link = 0
@@ -101,8 +101,8 @@ class _FastClient(mqtt.Client):
             return mqtt.MQTTErrorCode.MQTT_ERR_CONN_LOST
         with self._msgtime_mutex:
             self._last_bytes_received = time.monotonic()
-        buf = self._rbuf
-        buf += data
+        # Usually only the tail of the last read (a packet cut in two) is left over.
+        buf = self._rbuf + data if self._rbuf else data
         received = time.monotonic()
         link = self.link
         publishes: list[Incoming] = []
@@ -135,7 +135,7 @@ class _FastClient(mqtt.Client):
                 else:
                     mid, start = 0, topic_end
                 # A topic that is not UTF-8 stays recognisably bad and is quarantined as a bad topic.
-                publishes.append(Incoming(buf[i + 2:topic_end].decode(errors="replace"), bytes(buf[start:end]),
+                publishes.append(Incoming(buf[i + 2:topic_end].decode(errors="replace"), buf[start:end],
                                           qos, mid, received, link))
             else:
                 self._in_packet = {
@@ -151,7 +151,7 @@ class _FastClient(mqtt.Client):
             pos = end
             if rc != mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS:
                 break
-        del buf[:pos]
+        self._rbuf = buf[pos:]
         if publishes:
             with self._in_callback_mutex:
                 self._on_publishes(publishes)
@@ -166,7 +166,7 @@ class _FastClient(mqtt.Client):
         return True
 
     def _sock_close(self) -> None:
-        self._rbuf = bytearray()
+        self._rbuf = b""
         super()._sock_close()
 
 

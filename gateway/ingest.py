@@ -24,7 +24,7 @@ import orjson
 
 from gateway.config import GatewaySettings
 from gateway.errors import GatewayError
-from gateway.privacy import card_pseudonym
+from gateway.privacy import pseudonymizer
 from gateway.rules import RuleEngine
 from gateway.store import Accepted, Rejected, Store
 from protocol import messages, topics
@@ -88,6 +88,7 @@ def prepare(school: str, secret: str, raw: list[tuple[str, bytes]]) -> Prepared:
     accepted, rejected = out.accepted, out.rejected
     loads, parse, decode = orjson.loads, _parse_topic, messages.decode_uplink
     attendance = messages.ATTENDANCE
+    pseudonym = pseudonymizer(secret)
     for topic, payload in raw:
         if not payload:
             # An empty retained message is how an admin clears a topic; it carries no data.
@@ -101,7 +102,7 @@ def prepare(school: str, secret: str, raw: list[tuple[str, bytes]]) -> Prepared:
             rejected.append(Rejected(topic, exc.reason, exc.detail, bytes(payload)))
             continue
         if msg["kind"] == attendance:
-            msg["card"] = card_pseudonym(secret, msg["card"])
+            msg["card"] = pseudonym(msg["card"])
         accepted.append(Accepted.from_decoded(msg))
     return out
 
