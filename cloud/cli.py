@@ -55,7 +55,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from cloud.main import create_app
 
-    settings = _settings(args)
+    # Server processes, the workers started below too: see Settings.tune_gc.
+    settings = _settings(args).model_copy(update={"tune_gc": True})
     workers = args.workers if args.workers is not None else 1
     if workers < 1:
         print("error: --workers must be at least 1", file=sys.stderr)
@@ -68,6 +69,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     for name in ("database_url", "host", "port"):
         if getattr(args, name, None) is not None:
             os.environ[f"CLASSOPS_CLOUD_{name.upper()}"] = str(getattr(args, name))
+    os.environ["CLASSOPS_CLOUD_TUNE_GC"] = "true"
     # Migrate once here: workers that all found an empty database would race to create the same tables.
     engine = create_db_engine(settings.database_url)
     try:

@@ -369,14 +369,19 @@ class DevicePublic(DeviceBase):
 # ---- attendance ----------------------------------------------------------------------------------
 
 
+# The tables the gateway sync writes a row per record into (attendance_event, ingested_record and the
+# device records below) have no foreign keys: the sync checks a batch's device, school and gateway once
+# for the whole batch, where the database would check them for every row (schema 0004).
+
+
 class AttendanceEventBase(SQLModel):
-    device_id: str = Field(foreign_key="device.id", max_length=18)
+    device_id: str = Field(max_length=18)
     boot_id: str = Field(max_length=8)
     seq: int = Field(sa_type=BigInteger)
     ts: datetime = Field(sa_type=UTCDateTime)
     card_pseudonym: str = Field(max_length=128)
     historical: bool = False
-    school_code: str = Field(foreign_key="school.code", max_length=32)
+    school_code: str = Field(max_length=32)
     received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
@@ -390,7 +395,7 @@ class AttendanceEvent(AttendanceEventBase, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
-    gateway_id: str = Field(foreign_key="gateway.id", max_length=64)
+    gateway_id: str = Field(max_length=64)
 
 
 class AttendanceEventPublic(AttendanceEventBase):
@@ -474,7 +479,7 @@ class IngestedRecord(SQLModel, table=True):
 
     __tablename__ = "ingested_record"
 
-    gateway_id: str = Field(foreign_key="gateway.id", primary_key=True, max_length=64)
+    gateway_id: str = Field(primary_key=True, max_length=64)
     gateway_seq: int = Field(primary_key=True, sa_type=BigInteger, sa_column_kwargs={"autoincrement": False})
     kind: str = Field(max_length=16)
     device_id: str | None = Field(default=None, max_length=18)
@@ -505,11 +510,11 @@ class SyncResult(BaseModel):
 class DeviceRecordBase(SQLModel):
     """The key and origin every stored device message carries."""
 
-    device_id: str = Field(foreign_key="device.id", max_length=18)
+    device_id: str = Field(max_length=18)
     boot_id: str = Field(max_length=8)
     seq: int = Field(sa_type=BigInteger)
     ts: datetime = Field(sa_type=UTCDateTime)
-    school_code: str = Field(foreign_key="school.code", max_length=32)
+    school_code: str = Field(max_length=32)
     received_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
@@ -533,7 +538,7 @@ class Alarm(AlarmBase, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
-    gateway_id: str = Field(foreign_key="gateway.id", max_length=64)
+    gateway_id: str = Field(max_length=64)
 
 
 class AlarmPublic(AlarmBase):
@@ -551,7 +556,7 @@ class CommandAck(DeviceRecordBase, table=True):
     result: str = Field(max_length=16)
     detail: str | None = Field(default=None, max_length=500)
     historical: bool = False
-    gateway_id: str = Field(foreign_key="gateway.id", max_length=64)
+    gateway_id: str = Field(max_length=64)
 
 
 class HealthSampleBase(DeviceRecordBase):
@@ -941,7 +946,7 @@ class WorkOrderBase(SQLModel):
     urgency: str = Field(max_length=8)
     priority: int
     team_id: int | None = Field(default=None, foreign_key="contractor_team.id", index=True)
-    assignee_id: int | None = Field(default=None, foreign_key="user_account.id", index=True)
+    assignee_id: int | None = Field(default=None, foreign_key="user_account.id")
     reporter_id: int | None = Field(default=None, foreign_key="user_account.id")
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
@@ -982,6 +987,9 @@ class WorkOrder(WorkOrderBase, table=True):
         Index("ix_work_order_school_code_status", "school_code", "status"),
         Index("ix_work_order_created_at", "created_at"),
         Index("ix_work_order_resolved_at", "resolved_at"),
+        # Lists newest first: the open orders, and a technician's own.
+        Index("ix_work_order_status_id", "status", "id"),
+        Index("ix_work_order_assignee_id_id", "assignee_id", "id"),
         # One open order per (device or gateway, fault): set while the order is open, null after.
         Index("ix_work_order_open_key", "open_key", unique=True),
     )

@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     access_token_ttl_minutes: int = 8 * 60
     max_sync_records: int = 5000
     sql_echo: bool = False
+    # Server processes (`classops cloud serve`) collect garbage less often and leave start-up's objects out
+    # of the collector's passes; an app made inside another program (tests) leaves the collector alone.
+    tune_gc: bool = False
     # Where people reach the service; QR labels encode <public_base_url>/d/<device id>.
     public_base_url: str = "http://127.0.0.1:8000"
     # A gateway silent for longer than this makes its school's devices "unknown" rather than offline.

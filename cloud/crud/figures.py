@@ -8,8 +8,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel
-from sqlalchemy import func, union
+from sqlalchemy import and_, case, distinct, exists, func, or_
 from sqlalchemy import select as sql_select
+from sqlalchemy.sql import ColumnElement
 from sqlmodel import Session, col, select
 
 from cloud.crud.access import COUNTY_ROLES, district_schools, read_scope, team_of
@@ -187,6 +188,10 @@ def _reach(session: Session, user: User, scope: str, scope_id: str | None) -> Re
 
 
 # ---- the counts ----------------------------------------------------------------------------------
+#
+# Every count is taken for all the report's schools at once, grouped by school in SQL: a county has
+# hundreds of schools, and a few queries per school and day would make a dashboard take seconds.
+# Schools that share a calendar (district and time zone) and counted device roles share each query.
 
 
 def _service_hours(calendar: Calendar, start: datetime, end: datetime) -> list[datetime]:
@@ -207,121 +212,237 @@ def _service_hours(calendar: Calendar, start: datetime, end: datetime) -> list[d
     return hours
 
 
-def _online_hours(session: Session, device_ids: Sequence[str], start: datetime, end: datetime) -> dict[datetime, int]:
-    """Per UTC hour, how many of the devices sent at least one health report."""
-    if not device_ids:
+@dataclass(frozen=True)
+class _Group:
+    """Schools counted alike: the same calendar and the same device roles (None: every role)."""
+
+    calendar: Calendar
+    roles: frozenset[str] | None
+    codes: tuple[str, ...]
+
+
+def _groups(session: Session, reach: Reach) -> list[_Group]:
+    calendars: dict[tuple[str | None, str], Calendar] = {}
+    members: dict[tuple[tuple[str | None, str], frozenset[str] | None], list[str]] = {}
+    for school in reach.schools:
+        key = (school.district_code, school.timezone)
+        if key not in calendars:
+            calendars[key] = school_calendar(session, school)
+        members.setdefault((key, reach.device_roles(school)), []).append(school.code)
+    return [_Group(calendars[key], roles, tuple(codes)) for (key, roles), codes in members.items()]
+
+
+def _device_filter(codes: Sequence[str], roles: frozenset[str] | None, device: Any) -> list[ColumnElement[bool]]:
+    """Devices of these schools, of these roles (None: every role)."""
+    conditions = [device.c.school_code.in_(list(codes))]
+    if roles is not None:
+        conditions.append(device.c.role.in_(sorted(roles)))
+    return conditions
+
+
+def _per_school(session: Session, statement: Any) -> dict[str, tuple[Any, ...]]:
+    return {row[0]: tuple(row[1:]) for row in session.execute(statement).all()}
+
+
+def _online_hours(
+    session: Session, codes: Sequence[str], roles: frozenset[str] | None, hours: Sequence[datetime]
+) -> dict[str, int]:
+    """Per school, the (device, service hour) pairs with a health report: an hourly roll-up, or samples
+    not rolled up yet. A roll-up is unique per device and hour, so only samples without one are added."""
+    if not hours:
         return {}
-    heard = union(
-        sql_select(col(HealthHourly.device_id), col(HealthHourly.hour)).where(
-            col(HealthHourly.device_id).in_(list(device_ids)),
-            col(HealthHourly.hour) >= start,
-            col(HealthHourly.hour) < end,
-        ),
-        sql_select(col(HealthSample.device_id), col(HealthSample.hour)).where(
-            col(HealthSample.device_id).in_(list(device_ids)),
-            col(HealthSample.hour) >= start,
-            col(HealthSample.hour) < end,
-        ),
-    ).subquery()
-    rows = session.execute(sql_select(heard.c.hour, func.count(heard.c.device_id)).group_by(heard.c.hour)).all()
-    counts: dict[datetime, int] = {}
-    for hour, count in rows:
-        moment = hour if isinstance(hour, datetime) else datetime.fromisoformat(str(hour))
-        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-        counts[moment] = counts.get(moment, 0) + count
+    device = Device.__table__
+    hourly, sample = HealthHourly.__table__, HealthSample.__table__
+    rolled_up = sql_select(device.c.school_code, func.count()).select_from(
+        hourly.join(device, device.c.id == hourly.c.device_id)
+    ).where(hourly.c.hour.in_(list(hours)), *_device_filter(codes, roles, device)).group_by(device.c.school_code)
+    counts = {code: int(row[0]) for code, row in _per_school(session, rolled_up).items()}
+    pending = (
+        sql_select(sample.c.device_id, sample.c.hour)
+        .where(
+            sample.c.hour.in_(list(hours)),
+            ~exists().where(hourly.c.device_id == sample.c.device_id, hourly.c.hour == sample.c.hour),
+        )
+        .distinct()
+        .subquery()
+    )
+    samples = (
+        sql_select(device.c.school_code, func.count())
+        .select_from(pending.join(device, device.c.id == pending.c.device_id))
+        .where(*_device_filter(codes, roles, device))
+        .group_by(device.c.school_code)
+    )
+    for code, row in _per_school(session, samples).items():
+        counts[code] = counts.get(code, 0) + int(row[0])
     return counts
 
 
-def _daily_usage(session: Session, device_ids: Sequence[str], start: datetime, end: datetime) -> dict[str, float]:
-    """Hours each blackboard was on between two instants, from its cumulative usage counter."""
-    if not device_ids:
+def _usage(session: Session, codes: Sequence[str], timezone: str, days: Sequence[date]) -> dict[str, tuple[float, int]]:
+    """Per school, the blackboards' hours on summed over the service days, and the (board, day) pairs used.
+
+    A board's hours on a day are the largest minus the smallest usage counter it reported that local day,
+    clamped to 0-24 h: a counter reset (flash wiped) inside the day would otherwise count its whole history.
+    """
+    if not days:
         return {}
-    reading = col(TelemetrySample.readings)[USAGE_READING].as_float()
-    rows = session.execute(
-        sql_select(col(TelemetrySample.device_id), func.max(reading), func.min(reading))
-        .where(
-            col(TelemetrySample.device_id).in_(list(device_ids)),
-            col(TelemetrySample.ts) >= start,
-            col(TelemetrySample.ts) < end,
-        )
-        .group_by(col(TelemetrySample.device_id))
-    ).all()
-    # A counter reset (flash wiped) inside the day would make max - min meaningless beyond a day's length.
-    return {
-        device_id: min(24.0, max(0.0, float(high) - float(low)))
-        for device_id, high, low in rows
-        if high is not None and low is not None
-    }
-
-
-def _school_tally(
-    session: Session, school: School, reach: Reach, first: date, last: date, start: datetime, end: datetime
-) -> Tally:
-    tally = Tally()
-    calendar = school_calendar(session, school)
-    roles = reach.device_roles(school)
-    statement = select(Device).where(Device.school_code == school.code)
-    if roles is not None:
-        statement = statement.where(col(Device.role).in_(sorted(roles)))
-    devices = session.exec(statement).all()
-    device_ids = [device.id for device in devices]
-    tally.devices = len(devices)
-    service_hours = _service_hours(calendar, start, end)
-    tally.device_service_hours = len(devices) * len(service_hours)
-    online = _online_hours(session, device_ids, start, end)
-    tally.online_device_hours = sum(online.get(hour, 0) for hour in service_hours)
-    tally.operating_hours = len(devices) * (end - start).total_seconds() / 3600
-
-    orders = select(WorkOrder).where(WorkOrder.school_code == school.code)
-    if reach.team_id is not None:
-        orders = orders.where(WorkOrder.team_id == reach.team_id)
-    created = session.exec(
-        orders.where(WorkOrder.kind == "device", WorkOrder.created_at >= start, WorkOrder.created_at < end)
-    ).all()
-    tally.failures = len(created)
-    tally.faulty_devices = len({order.device_id for order in created})
-    resolved = session.exec(orders.where(col(WorkOrder.resolved_at) >= start, col(WorkOrder.resolved_at) < end)).all()
-    tally.resolved = len(resolved)
-    tally.repair_hours = sum(
-        (order.resolved_at - order.sla_started_at).total_seconds() / 3600 for order in resolved if order.resolved_at
+    zone = ZoneInfo(timezone)
+    device, telemetry = Device.__table__, TelemetrySample.__table__
+    starts = [datetime.combine(day, time(0), zone).astimezone(UTC) for day in days]
+    bounds = [(low, low + timedelta(days=1)) for low in starts]
+    # The local service day a reading belongs to (null outside them), as the index of that day.
+    day_of = case(
+        *((and_(telemetry.c.ts >= low, telemetry.c.ts < high), index) for index, (low, high) in enumerate(bounds)),
+        else_=None,
     )
-    tally.sla_met = sum(1 for order in resolved if order.resolve_met and order.own_met is not False)
+    reading = telemetry.c.readings[USAGE_READING].as_float()
+    per_day = (
+        sql_select(
+            device.c.school_code.label("school_code"),
+            day_of.label("day"),
+            (func.max(reading) - func.min(reading)).label("spread"),
+        )
+        .select_from(telemetry.join(device, device.c.id == telemetry.c.device_id))
+        .where(
+            device.c.school_code.in_(list(codes)),
+            device.c.role == "blackboard",
+            telemetry.c.ts >= bounds[0][0],
+            telemetry.c.ts < bounds[-1][1],
+        )
+        .group_by(device.c.school_code, telemetry.c.device_id, day_of)
+        .subquery()
+    )
+    hours = case((per_day.c.spread > 24.0, 24.0), (per_day.c.spread < 0.0, 0.0), else_=per_day.c.spread)
+    statement = (
+        sql_select(
+            per_day.c.school_code,
+            func.sum(hours),
+            func.sum(case((hours >= USAGE_MIN_H, 1), else_=0)),
+        )
+        .where(per_day.c.day.is_not(None), per_day.c.spread.is_not(None))
+        .group_by(per_day.c.school_code)
+    )
+    rows = _per_school(session, statement)
+    return {code: (float(total or 0.0), int(used or 0)) for code, (total, used) in rows.items()}
 
-    if roles is None or "blackboard" in roles:
-        boards = [device for device in devices if device.role == "blackboard"]
-        tally.classrooms = session.exec(
-            select(func.count()).select_from(Classroom).where(Classroom.school_code == school.code)
-        ).one()
-        broken = set(
-            session.exec(
-                select(WorkOrder.device_id).where(
-                    WorkOrder.school_code == school.code,
-                    WorkOrder.kind == "device",
-                    WorkOrder.status != "cancelled",
-                    WorkOrder.created_at < end,
-                    (col(WorkOrder.resolved_at).is_(None)) | (col(WorkOrder.resolved_at) >= end),
-                )
-            ).all()
+
+def _order_counts(session: Session, reach: Reach, start: datetime, end: datetime, tallies: dict[str, Tally]) -> None:
+    """Failures, faulty devices, resolved orders, repair hours and SLA met, per school."""
+    order = WorkOrder.__table__
+    codes = [school.code for school in reach.schools]
+    team = [order.c.team_id == reach.team_id] if reach.team_id is not None else []
+    created = (
+        sql_select(order.c.school_code, func.count(), func.count(distinct(order.c.device_id)))
+        .where(
+            order.c.school_code.in_(codes),
+            *team,
+            order.c.kind == "device",
+            order.c.created_at >= start,
+            order.c.created_at < end,
         )
-        tally.covered_classrooms = len(
-            {
-                board.classroom_id
-                for board in boards
-                if board.classroom_id is not None
-                and board.id not in broken
-                and board.last_seen_at is not None
-                and start <= board.last_seen_at
-            }
+        .group_by(order.c.school_code)
+    )
+    for code, (failures, faulty) in _per_school(session, created).items():
+        tallies[code].failures = int(failures)
+        tallies[code].faulty_devices = int(faulty)
+    if session.get_bind().dialect.name == "postgresql":
+        repair_s = func.extract("epoch", order.c.resolved_at - order.c.sla_started_at)
+    else:
+        repair_s = (func.julianday(order.c.resolved_at) - func.julianday(order.c.sla_started_at)) * 86400.0
+    met = and_(order.c.resolve_met.is_(True), or_(order.c.own_met.is_(None), order.c.own_met.is_(True)))
+    resolved = (
+        sql_select(order.c.school_code, func.count(), func.sum(repair_s), func.sum(case((met, 1), else_=0)))
+        .where(order.c.school_code.in_(codes), *team, order.c.resolved_at >= start, order.c.resolved_at < end)
+        .group_by(order.c.school_code)
+    )
+    for code, (count, seconds, sla_met) in _per_school(session, resolved).items():
+        tallies[code].resolved = int(count)
+        tallies[code].repair_hours = float(seconds or 0.0) / 3600
+        tallies[code].sla_met = int(sla_met or 0)
+
+
+def _coverage(
+    session: Session, codes: Sequence[str], start: datetime, end: datetime, tallies: dict[str, Tally]
+) -> None:
+    """Classrooms, and those with a working blackboard: bound, heard from in the period, no order open at
+    its end."""
+    classroom, device, order = Classroom.__table__, Device.__table__, WorkOrder.__table__
+    rooms = sql_select(classroom.c.school_code, func.count()).where(classroom.c.school_code.in_(codes))
+    for code, (count,) in _per_school(session, rooms.group_by(classroom.c.school_code)).items():
+        tallies[code].classrooms = int(count)
+    broken = exists().where(
+        order.c.device_id == device.c.id,
+        order.c.school_code == device.c.school_code,
+        order.c.kind == "device",
+        order.c.status != "cancelled",
+        order.c.created_at < end,
+        or_(order.c.resolved_at.is_(None), order.c.resolved_at >= end),
+    )
+    covered = (
+        sql_select(device.c.school_code, func.count(distinct(device.c.classroom_id)))
+        .where(
+            device.c.school_code.in_(codes),
+            device.c.role == "blackboard",
+            device.c.classroom_id.is_not(None),
+            device.c.last_seen_at >= start,
+            ~broken,
         )
-        board_ids = [board.id for board in boards]
-        for day in calendar.service_days(first, last):
-            zone = ZoneInfo(calendar.timezone)
-            day_start = datetime.combine(day, time(0), zone).astimezone(UTC)
-            usage = _daily_usage(session, board_ids, day_start, day_start + timedelta(days=1))
-            tally.blackboard_days += len(board_ids)
-            tally.used_blackboard_days += sum(1 for hours in usage.values() if hours >= USAGE_MIN_H)
-            tally.blackboard_hours += sum(usage.values())
-    return tally
+        .group_by(device.c.school_code)
+    )
+    for code, (count,) in _per_school(session, covered).items():
+        tallies[code].covered_classrooms = int(count)
+
+
+def _tallies(
+    session: Session, reach: Reach, first: date, last: date, start: datetime, end: datetime
+) -> dict[str, Tally]:
+    """Each school's counts, by school code."""
+    tallies = {school.code: Tally() for school in reach.schools}
+    if not tallies:
+        return tallies
+    device = Device.__table__
+    period_h = (end - start).total_seconds() / 3600
+    # Groups whose service hours (or days) come out the same share one scan of the health (or usage) rows.
+    by_roles: dict[frozenset[str] | None, list[str]] = {}
+    by_hours: dict[tuple[tuple[datetime, ...], frozenset[str] | None], list[str]] = {}
+    by_days: dict[tuple[str, tuple[date, ...]], list[str]] = {}
+    boarded: list[str] = []
+    hours_of: dict[str, int] = {}
+    days_of: dict[str, int] = {}
+    for group in _groups(session, reach):
+        hours = tuple(_service_hours(group.calendar, start, end))
+        counts_boards = group.roles is None or "blackboard" in group.roles
+        days = tuple(group.calendar.service_days(first, last)) if counts_boards else ()
+        by_roles.setdefault(group.roles, []).extend(group.codes)
+        by_hours.setdefault((hours, group.roles), []).extend(group.codes)
+        if counts_boards:
+            by_days.setdefault((group.calendar.timezone, days), []).extend(group.codes)
+            boarded.extend(group.codes)
+        hours_of.update(dict.fromkeys(group.codes, len(hours)))
+        days_of.update(dict.fromkeys(group.codes, len(days)))
+    for roles, codes in by_roles.items():
+        counts = _per_school(
+            session,
+            sql_select(device.c.school_code, func.count(), func.sum(case((device.c.role == "blackboard", 1), else_=0)))
+            .where(*_device_filter(codes, roles, device))
+            .group_by(device.c.school_code),
+        )
+        for code in codes:
+            tally = tallies[code]
+            count, boards = counts.get(code, (0, 0))
+            tally.devices = int(count)
+            tally.device_service_hours = tally.devices * hours_of[code]
+            tally.blackboard_days = int(boards or 0) * days_of[code]
+            tally.operating_hours = tally.devices * period_h
+    for (hours, roles), codes in by_hours.items():
+        for code, count in _online_hours(session, codes, roles, hours).items():
+            tallies[code].online_device_hours = count
+    for (timezone, days), codes in by_days.items():
+        for code, (used_hours, used_days) in _usage(session, codes, timezone, days).items():
+            tallies[code].blackboard_hours, tallies[code].used_blackboard_days = used_hours, used_days
+    _order_counts(session, reach, start, end, tallies)
+    if boarded:
+        _coverage(session, boarded, start, end, tallies)
+    return tallies
 
 
 def figures(
@@ -350,8 +471,9 @@ def figures(
     end = datetime.combine(last + timedelta(days=1), time(0), zone).astimezone(UTC)
     total = Tally()
     per_school = []
+    tallies = _tallies(session, reach, first, last, start, end)
     for school in reach.schools:
-        tally = _school_tally(session, school, reach, first, last, start, end)
+        tally = tallies[school.code]
         total.add(tally)
         per_school.append(SchoolFigures(school_code=school.code, school_name=school.name, **_figures(tally)))
     return FiguresReport(

@@ -22,17 +22,22 @@ from cloud.crud.access import (
     require_school_write,
 )
 from cloud.crud.common import Actor, apply_changes, delete_row, jsonable
-from cloud.errors import AlreadyExists, InvalidInput, NotFound
+from cloud.errors import AlreadyExists, InUse, InvalidInput, NotFound
 from cloud.models import (
+    Alarm,
+    AttendanceEvent,
     Building,
     City,
     Classroom,
+    CommandAck,
     Device,
     DevicePublic,
     District,
     Gateway,
     GatewayPublic,
+    HealthSample,
     School,
+    TelemetrySample,
     User,
     utcnow,
 )
@@ -809,15 +814,30 @@ def update_device(session: Session, *, actor: Actor, device_id: str, changes: di
     return device
 
 
+_HISTORY_TABLES = (AttendanceEvent, Alarm, CommandAck, HealthSample, TelemetrySample)
+
+
+def _has_history(session: Session, device_id: str) -> bool:
+    """True if any history table holds a record of the device (each has an index led by device_id)."""
+    return any(
+        session.exec(select(model.id).where(model.device_id == device_id).limit(1)).first() is not None
+        for model in _HISTORY_TABLES
+    )
+
+
 def delete_device(session: Session, *, actor: Actor, device_id: str) -> None:
     """Remove a device registered by mistake; one with stored history cannot be removed."""
     begin_write(session)
     scope = _actor_scope(session, actor)
-    device = session.get(Device, device_id)
+    # Locked, so that a sync writing its records cannot slip in between the check below and the delete.
+    device = session.get(Device, device_id, with_for_update=True)
     if device is None or (scope is not None and not scope.allows_device(device)):
         raise NotFound(f"device {device_id} not found")
     school_code = device.school_code
     require_school_write(session, actor, school_code)
+    # The history tables have no foreign keys (schema 0004): their rows are looked for here.
+    if _has_history(session, device_id):
+        raise InUse(f"device {device_id} is still referred to by other records; remove those first")
     delete_row(session, device, f"device {device_id}")
     audit.record(session, actor=actor, action="delete", entity="device", entity_id=device_id, school_code=school_code)
     session.commit()

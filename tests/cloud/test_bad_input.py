@@ -125,3 +125,29 @@ def test_bad_uploads(env: Env) -> None:  # noqa: F811
         assert response.status_code == 422, response.text
     missing = env.client.post(f"{API}/imports/devices", headers=env.headers("county_city"))
     assert missing.status_code == 422
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"records": [{"gseq": 1, "kind": "attendance", "device": "esp32-0000000000a1", "boot": "0badf00d",'
+        b' "seq": 1, "ts": 1767225600, "body": {"card": "\\ud800"}}]}',
+        b'{"records": [{"gseq": 1, "kind": "alarm", "device": "esp32-0000000000a1", "boot": "0badf00d",'
+        b' "seq": 2, "ts": 1767225600, "body": {"code": "heap_low", "state": "raise", "detail": "x\\udfff"}}]}',
+        b'{"records": [], "\\ud800": 1}',
+    ],
+)
+def test_sync_batch_with_a_lone_surrogate(env: Env, payload: bytes) -> None:  # noqa: F811
+    env.client.app.state.sync_limiter._buckets.clear()
+    token = env.client.post(f"{API}/gateways", json={"school_code": "s1"}, headers=env.headers("county_city")).json()[
+        "token"
+    ]
+
+    response = env.client.post(
+        f"{API}/gateway/sync",
+        content=payload,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+
+    assert response.status_code == 422, response.text
+    assert "lone UTF-16 surrogate" in response.json()["detail"][0]["ctx"]["error"]

@@ -76,6 +76,26 @@ def _json_decode_error(exc: json.JSONDecodeError) -> RequestValidationError:
     )
 
 
+def _refuse_lone_surrogates(parsed: Any) -> None:
+    """Python's parser takes escapes of lone UTF-16 surrogates ("\\ud800"), which no UTF-8 text, and so no
+    database, can hold: refuse the body as invalid JSON text rather than fail later while storing it."""
+    try:
+        json.dumps(parsed, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        found = exc.object[exc.start : exc.end].encode("unicode_escape").decode("ascii")
+        raise RequestValidationError(
+            [
+                {
+                    "type": "json_invalid",
+                    "loc": ("body",),
+                    "msg": "JSON decode error",
+                    "input": {},
+                    "ctx": {"error": f"a string holds a lone UTF-16 surrogate ({found}), which is not Unicode text"},
+                }
+            ]
+        ) from None
+
+
 async def sync_body(request: Request) -> Any:
     """The request's body as FastAPI hands one to a body parameter: parsed when it is JSON, else bytes."""
     try:
@@ -97,10 +117,12 @@ async def sync_body(request: Request) -> Any:
                 # What orjson refuses but Python's parser takes (NaN, UTF-16, lone surrogates), and the
                 # error message for what neither takes, are the standard parser's.
                 pass
-        return json.loads(raw)
+        parsed = json.loads(raw)
+        _refuse_lone_surrogates(parsed)
+        return parsed
     except json.JSONDecodeError as exc:
         raise _json_decode_error(exc) from exc
-    except HTTPException:
+    except (HTTPException, RequestValidationError):
         raise
     except Exception as exc:
         raise HTTPException(
