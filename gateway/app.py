@@ -32,6 +32,8 @@ INBOX_HIGH_WATER = 5 * WRITE_BATCH
 STORE_RETRY_S = 1.0
 EACK_KEYS_PER_MESSAGE = 32
 PRUNE_EVERY_S = 60.0
+# The device gauges read every device's row from the store worker; the backlog gauges are one cheap query.
+DEVICE_GAUGES_EVERY_S = 10.0
 
 
 
@@ -232,14 +234,20 @@ class Gateway:
             await asyncio.sleep(0.5 if deleted >= PRUNE_CHUNK else PRUNE_EVERY_S)
 
     async def _gauges(self) -> None:
+        devices_at = 0.0
         while True:
             count, age = await self.in_store("backlog")
             self.metrics.set("backlog_records", count)
             self.metrics.set("backlog_age_seconds", round(age, 3))
             self.metrics.set("broker_connected", 1 if self.broker.connected.is_set() else 0)
-            devices = await self.in_store("devices")
-            self.metrics.set("devices_known", len(devices))
-            self.metrics.set("devices_online", sum(1 for d in devices if d["presence"] == "online"))
+            reads, read_bytes = self.broker.reads()
+            self.metrics.set("broker_reads", reads)
+            self.metrics.set("broker_read_bytes", read_bytes)
+            if time.monotonic() >= devices_at:
+                devices_at = time.monotonic() + DEVICE_GAUGES_EVERY_S
+                devices = await self.in_store("devices")
+                self.metrics.set("devices_known", len(devices))
+                self.metrics.set("devices_online", sum(1 for d in devices if d["presence"] == "online"))
             await asyncio.sleep(1.0)
 
     async def _status_server(self) -> None:
