@@ -14,6 +14,8 @@ from sqlalchemy.sql import ColumnElement
 from sqlmodel import Session, col, select
 
 from cloud.crud.access import COUNTY_ROLES, district_schools, read_scope, team_of
+from cloud.crud.history import ROLLUP_MARK
+from cloud.crud.summaries import SummaryState, local_day_bounds, summary_state, usage_per_day
 from cloud.crud.teams import school_calendar
 from cloud.errors import AccessDenied, InvalidInput, NotFound
 from cloud.models import (
@@ -22,18 +24,16 @@ from cloud.models import (
     Device,
     HealthHourly,
     HealthSample,
+    MaintenanceMark,
+    OnlineDay,
     School,
     TeamCoverage,
-    TelemetrySample,
+    UsageDay,
     User,
     WorkOrder,
 )
 from cloud.servicetime import Calendar
 
-# A blackboard counts as used on a school day when it was on at least this long.
-USAGE_MIN_H = 0.5
-# The cumulative on-hours counter the blackboard controller reports in its telemetry.
-USAGE_READING = "usage_h"
 COVERAGE_TARGET = 1.0
 MAX_DAYS = 366
 DEFAULT_DAYS = 30
@@ -253,9 +253,12 @@ def _online_hours(
         return {}
     device = Device.__table__
     hourly, sample = HealthHourly.__table__, HealthSample.__table__
-    rolled_up = sql_select(device.c.school_code, func.count()).select_from(
-        hourly.join(device, device.c.id == hourly.c.device_id)
-    ).where(hourly.c.hour.in_(list(hours)), *_device_filter(codes, roles, device)).group_by(device.c.school_code)
+    rolled_up = (
+        sql_select(device.c.school_code, func.count())
+        .select_from(hourly.join(device, device.c.id == hourly.c.device_id))
+        .where(hourly.c.hour.in_(list(hours)), *_device_filter(codes, roles, device))
+        .group_by(device.c.school_code)
+    )
     counts = {code: int(row[0]) for code, row in _per_school(session, rolled_up).items()}
     pending = (
         sql_select(sample.c.device_id, sample.c.hour)
@@ -278,51 +281,147 @@ def _online_hours(
 
 
 def _usage(session: Session, codes: Sequence[str], timezone: str, days: Sequence[date]) -> dict[str, tuple[float, int]]:
-    """Per school, the blackboards' hours on summed over the service days, and the (board, day) pairs used.
+    """Per school, the blackboards' hours on summed over the service days, and the (board, day) pairs used,
+    from the raw usage counters (summaries.usage_per_day has the rule)."""
+    totals: dict[str, tuple[float, int]] = {}
+    for (code, _day), (hours, used) in sorted(usage_per_day(session, codes, timezone, days).items()):
+        total, count = totals.get(code, (0.0, 0))
+        totals[code] = (total + hours, count + used)
+    return totals
 
-    A board's hours on a day are the largest minus the smallest usage counter it reported that local day,
-    clamped to 0-24 h: a counter reset (flash wiped) inside the day would otherwise count its whole history.
-    """
-    if not days:
+
+# ---- the counts from the daily summaries -----------------------------------------------------------
+#
+# For closed days the online hours and the usage come from online_day and usage_day (a few rows per school
+# and day instead of a row per device and hour); the current day, and the schools whose devices changed
+# since the summaries were built, come from the raw history as above. Both give the same numbers.
+
+
+def _online_summary(
+    session: Session, codes: Sequence[str], roles: frozenset[str] | None, hours: Sequence[datetime]
+) -> dict[str, int]:
+    """Per school, the (device, service hour) pairs with a roll-up, from the daily summaries."""
+    if not hours or not codes:
         return {}
-    zone = ZoneInfo(timezone)
-    device, telemetry = Device.__table__, TelemetrySample.__table__
-    starts = [datetime.combine(day, time(0), zone).astimezone(UTC) for day in days]
-    bounds = [(low, low + timedelta(days=1)) for low in starts]
-    # The local service day a reading belongs to (null outside them), as the index of that day.
-    day_of = case(
-        *((and_(telemetry.c.ts >= low, telemetry.c.ts < high), index) for index, (low, high) in enumerate(bounds)),
-        else_=None,
+    table = OnlineDay.__table__
+    masks: dict[date, list[int]] = {}
+    for hour in hours:
+        moment = hour.astimezone(UTC)
+        masks.setdefault(moment.date(), []).append(moment.hour)
+    days_of_mask: dict[tuple[int, ...], list[date]] = {}
+    for day, indexes in masks.items():
+        days_of_mask.setdefault(tuple(sorted(set(indexes))), []).append(day)
+    online = case(
+        *(
+            (table.c.day.in_(days), sum((table.c[f"h{index:02d}"] for index in mask[1:]), table.c[f"h{mask[0]:02d}"]))
+            for mask, days in days_of_mask.items()
+        ),
+        else_=0,
     )
-    reading = telemetry.c.readings[USAGE_READING].as_float()
-    per_day = (
-        sql_select(
-            device.c.school_code.label("school_code"),
-            day_of.label("day"),
-            (func.max(reading) - func.min(reading)).label("spread"),
-        )
-        .select_from(telemetry.join(device, device.c.id == telemetry.c.device_id))
+    conditions = [table.c.school_code.in_(list(codes)), table.c.day.in_(sorted(masks))]
+    if roles is not None:
+        conditions.append(table.c.role.in_(sorted(roles)))
+    statement = sql_select(table.c.school_code, func.sum(online)).where(*conditions).group_by(table.c.school_code)
+    return {code: int(row[0] or 0) for code, row in _per_school(session, statement).items()}
+
+
+def _online_pending(
+    session: Session, codes: Sequence[str], roles: frozenset[str] | None, hours: Sequence[datetime]
+) -> dict[str, int]:
+    """Per school, the (device, service hour) pairs of summarised days with samples but no roll-up yet: a
+    roll-up run leaves unrolled only samples received after its mark, so these are few."""
+    if not hours or not codes:
+        return {}
+    mark = session.get(MaintenanceMark, ROLLUP_MARK)
+    device, hourly, sample = Device.__table__, HealthHourly.__table__, HealthSample.__table__
+    received = [] if mark is None or mark.received_mark is None else [sample.c.received_at >= mark.received_mark]
+    pending = (
+        sql_select(sample.c.device_id, sample.c.hour)
         .where(
-            device.c.school_code.in_(list(codes)),
-            device.c.role == "blackboard",
-            telemetry.c.ts >= bounds[0][0],
-            telemetry.c.ts < bounds[-1][1],
+            *received,
+            sample.c.hour.in_(list(hours)),
+            ~exists().where(hourly.c.device_id == sample.c.device_id, hourly.c.hour == sample.c.hour),
         )
-        .group_by(device.c.school_code, telemetry.c.device_id, day_of)
+        .distinct()
         .subquery()
     )
-    hours = case((per_day.c.spread > 24.0, 24.0), (per_day.c.spread < 0.0, 0.0), else_=per_day.c.spread)
     statement = (
-        sql_select(
-            per_day.c.school_code,
-            func.sum(hours),
-            func.sum(case((hours >= USAGE_MIN_H, 1), else_=0)),
-        )
-        .where(per_day.c.day.is_not(None), per_day.c.spread.is_not(None))
-        .group_by(per_day.c.school_code)
+        sql_select(device.c.school_code, func.count())
+        .select_from(pending.join(device, device.c.id == pending.c.device_id))
+        .where(*_device_filter(codes, roles, device))
+        .group_by(device.c.school_code)
     )
-    rows = _per_school(session, statement)
-    return {code: (float(total or 0.0), int(used or 0)) for code, (total, used) in rows.items()}
+    return {code: int(row[0]) for code, row in _per_school(session, statement).items()}
+
+
+def _usage_summary(session: Session, codes: Sequence[str], days: Sequence[date]) -> dict[str, tuple[float, int]]:
+    """Per school, the blackboards' hours on and the boards used over these closed days, from the summaries."""
+    if not codes or not days:
+        return {}
+    table = UsageDay.__table__
+    rows = session.execute(
+        sql_select(table.c.school_code, table.c.day, table.c.hours, table.c.used).where(
+            table.c.school_code.in_(list(codes)), table.c.day.in_(list(days))
+        )
+    ).all()
+    totals: dict[str, tuple[float, int]] = {}
+    # Summed in day order in Python, as _usage does, so that both give the same float.
+    for code, _day, hours, used in sorted(rows, key=lambda row: (row[0], row[1])):
+        total, count = totals.get(code, (0.0, 0))
+        totals[code] = (total + float(hours), count + int(used))
+    return totals
+
+
+def _merge(*parts: dict[str, Any]) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for part in parts:
+        for code, value in part.items():
+            if code not in merged:
+                merged[code] = value
+            elif isinstance(value, tuple):
+                merged[code] = tuple(a + b for a, b in zip(merged[code], value, strict=True))
+            else:
+                merged[code] = merged[code] + value
+    return merged
+
+
+def _online_counts(
+    session: Session,
+    state: SummaryState | None,
+    codes: Sequence[str],
+    roles: frozenset[str] | None,
+    hours: Sequence[datetime],
+) -> dict[str, int]:
+    fresh = state.fresh(codes) if state is not None else []
+    if not fresh or state is None or state.through is None:
+        return _online_hours(session, codes, roles, hours)
+    through = state.online_through or state.through
+    stale = [code for code in codes if code not in set(fresh)]
+    closed = [hour for hour in hours if hour < through]
+    live = [hour for hour in hours if hour >= through]
+    return _merge(
+        _online_hours(session, stale, roles, hours) if stale else {},
+        _online_summary(session, fresh, roles, closed),
+        _online_pending(session, fresh, roles, closed),
+        _online_hours(session, fresh, roles, live),
+    )
+
+
+def _usage_counts(
+    session: Session, state: SummaryState | None, codes: Sequence[str], timezone: str, days: Sequence[date]
+) -> dict[str, tuple[float, int]]:
+    fresh = state.fresh(codes) if state is not None else []
+    if not fresh or state is None or state.through is None:
+        return _usage(session, codes, timezone, days)
+    through = state.through
+    zone = ZoneInfo(timezone)
+    stale = [code for code in codes if code not in set(fresh)]
+    closed = [day for day in days if local_day_bounds(day, zone)[1] <= through]
+    live = [day for day in days if local_day_bounds(day, zone)[1] > through]
+    summary = _usage_summary(session, fresh, closed)
+    current = _usage(session, fresh, timezone, live)
+    # Closed days before the current ones, so that the sum runs in day order as in _usage.
+    return _merge(_usage(session, stale, timezone, days) if stale else {}, summary, current)
 
 
 def _order_counts(session: Session, reach: Reach, start: datetime, end: datetime, tallies: dict[str, Tally]) -> None:
@@ -393,12 +492,19 @@ def _coverage(
 
 
 def _tallies(
-    session: Session, reach: Reach, first: date, last: date, start: datetime, end: datetime
+    session: Session,
+    reach: Reach,
+    first: date,
+    last: date,
+    start: datetime,
+    end: datetime,
+    use_summaries: bool = True,
 ) -> dict[str, Tally]:
-    """Each school's counts, by school code."""
+    """Each school's counts, by school code; from the raw history alone when not `use_summaries`."""
     tallies = {school.code: Tally() for school in reach.schools}
     if not tallies:
         return tallies
+    state = summary_state(session) if use_summaries else None
     device = Device.__table__
     period_h = (end - start).total_seconds() / 3600
     # Groups whose service hours (or days) come out the same share one scan of the health (or usage) rows.
@@ -434,10 +540,10 @@ def _tallies(
             tally.blackboard_days = int(boards or 0) * days_of[code]
             tally.operating_hours = tally.devices * period_h
     for (hours, roles), codes in by_hours.items():
-        for code, count in _online_hours(session, codes, roles, hours).items():
+        for code, count in _online_counts(session, state, codes, roles, hours).items():
             tallies[code].online_device_hours = count
     for (timezone, days), codes in by_days.items():
-        for code, (used_hours, used_days) in _usage(session, codes, timezone, days).items():
+        for code, (used_hours, used_days) in _usage_counts(session, state, codes, timezone, days).items():
             tallies[code].blackboard_hours, tallies[code].used_blackboard_days = used_hours, used_days
     _order_counts(session, reach, start, end, tallies)
     if boarded:
@@ -454,9 +560,11 @@ def figures(
     date_from: date | None = None,
     date_to: date | None = None,
     today: date | None = None,
+    use_summaries: bool = True,
 ) -> FiguresReport:
     """The figures of a county (a district; all of the user's without id), a school or a contractor team,
-    over the days from `date_from` to `date_to`, both included, and each school's."""
+    over the days from `date_from` to `date_to`, both included, and each school's. Closed days are read
+    from the daily summaries; `use_summaries=False` counts everything from the raw history instead."""
     reach = _reach(session, user, scope, scope_id)
     zone_name = reach.schools[0].timezone if reach.schools else DEFAULT_TIMEZONE
     zone = ZoneInfo(zone_name)
@@ -471,7 +579,7 @@ def figures(
     end = datetime.combine(last + timedelta(days=1), time(0), zone).astimezone(UTC)
     total = Tally()
     per_school = []
-    tallies = _tallies(session, reach, first, last, start, end)
+    tallies = _tallies(session, reach, first, last, start, end, use_summaries)
     for school in reach.schools:
         tally = tallies[school.code]
         total.add(tally)

@@ -10,7 +10,7 @@ from sqlalchemy.sql import ColumnElement
 from sqlmodel import Session, col, delete, select
 
 from cloud.core.db import begin_write
-from cloud.crud import audit
+from cloud.crud import audit, summaries
 from cloud.crud.access import read_scope
 from cloud.crud.common import Actor, as_utc, chunks, dialect_insert
 from cloud.crud.registry import get_device
@@ -204,6 +204,13 @@ def rollup_health(session: Session, *, before: datetime | None = None, now: date
     Only hours that gained samples since the last run are computed again, late arrivals included.
     Returns the number of (device, hour) roll-ups written. The caller commits.
     """
+    return len(_rollup(session, before=before, now=now))
+
+
+def _rollup(
+    session: Session, *, before: datetime | None = None, now: datetime | None = None
+) -> set[tuple[str, datetime]]:
+    """rollup_health; returns the (device, hour) roll-ups written."""
     now = now or utcnow()
     end_hour = _hour_start(before or now)
     mark = session.get(MaintenanceMark, ROLLUP_MARK)
@@ -215,7 +222,7 @@ def rollup_health(session: Session, *, before: datetime | None = None, now: date
     dirty = session.exec(
         select(col(HealthSample.device_id), col(HealthSample.hour)).where(*conditions).distinct()
     ).all()
-    written = 0
+    written: set[tuple[str, datetime]] = set()
     for chunk in chunks([(device_id, hour) for device_id, hour in dirty], ROLLUP_CHUNK):
         rows = _rollup_rows(session, chunk)
         if not rows:
@@ -228,7 +235,7 @@ def rollup_health(session: Session, *, before: datetime | None = None, now: date
                 set_={name: excluded[name] for name in rows[0] if name not in ("device_id", "hour")},
             )
         )
-        written += len(rows)
+        written.update((row["device_id"], row["hour"]) for row in rows)
     if mark is None:
         mark = MaintenanceMark(name=ROLLUP_MARK)
     if mark.hour_mark is None or end_hour > mark.hour_mark:
@@ -279,15 +286,25 @@ def run_maintenance(
         if not locked:
             session.rollback()
             return None
-    rolled = rollup_health(session, now=now)
+    rolled = _rollup(session, now=now)
     health, telemetry, hourly = prune_history(
         session, sample_retention=sample_retention, rollup_retention=rollup_retention, now=now
     )
+    # The daily summaries of the figures, from what the roll-up and the pruning left, in the same transaction:
+    # a figures request never sees roll-ups and summaries that disagree.
+    summarised = summaries.refresh_summaries(
+        session,
+        now=now,
+        late_hours={hour for _device, hour in rolled},
+        hourly_cutoff=now - rollup_retention if hourly else None,
+        telemetry_cutoff=now - sample_retention if telemetry else None,
+    )
     report = MaintenanceReport(
-        rolled_up_hours=rolled,
+        rolled_up_hours=len(rolled),
         pruned_health_samples=health,
         pruned_telemetry_samples=telemetry,
         pruned_hourly=hourly,
+        summarised_days=summarised,
     )
     if rolled or health or telemetry or hourly:
         audit.record(session, actor=actor, action="maintenance", entity="history", summary=report.model_dump(), at=now)
