@@ -251,11 +251,13 @@ def _calendar_view(row: ServiceCalendar, scope: str, inherited: bool) -> Service
 
 
 def _calendar_row(session: Session, district_code: str | None) -> tuple[ServiceCalendar, bool]:
-    if district_code is not None:
-        own = session.get(ServiceCalendar, district_code)
-        if own is not None:
-            return own, False
-    default = session.get(ServiceCalendar, DEFAULT_CALENDAR_SCOPE)
+    # The district's own row and the default one in one statement: opening an order reads this.
+    scopes = [DEFAULT_CALENDAR_SCOPE] if district_code is None else [district_code, DEFAULT_CALENDAR_SCOPE]
+    statement = select(ServiceCalendar).where(col(ServiceCalendar.scope).in_(scopes))
+    rows = {row.scope: row for row in session.exec(statement)}
+    if district_code is not None and district_code in rows:
+        return rows[district_code], False
+    default = rows.get(DEFAULT_CALENDAR_SCOPE)
     return (default if default is not None else ServiceCalendar(scope=DEFAULT_CALENDAR_SCOPE)), True
 
 

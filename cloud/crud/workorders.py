@@ -2,12 +2,12 @@
 alarms that open, verify and reopen orders. docs/work-orders.md describes the rules for people."""
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import and_, func, or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -16,7 +16,7 @@ from cloud.core.db import begin_write
 from cloud.crud import audit
 from cloud.crud.access import READ_ONLY_ROLES, read_scope, team_of, work_order_condition
 from cloud.crud.common import Actor
-from cloud.crud.teams import covering_teams, school_calendar
+from cloud.crud.teams import school_calendar
 from cloud.errors import AccessDenied, AlreadyExists, InvalidInput, NotFound
 from cloud.models import (
     ACTIVE_STATUSES,
@@ -24,6 +24,7 @@ from cloud.models import (
     Device,
     Gateway,
     School,
+    TeamCoverage,
     TeamMember,
     User,
     WorkOrder,
@@ -142,12 +143,159 @@ def _calendar(session: Session, order: WorkOrder) -> Calendar:
     return school_calendar(session, school)
 
 
+class _Reads:
+    """What opening, reopening and assigning orders read: schools, calendars, device roles, the teams
+    covering a district, their technicians and those technicians' loads.
+
+    Each is read once and kept, so that a sync batch's alarms cost a few statements in all rather than
+    several each. A technician's load is counted when first needed and then kept up to date by `assigned`:
+    orders this object assigns may not be flushed yet. `orders` (by alarm_key), when given, are all the
+    orders not cancelled of the alarms being applied, read at once, and stand in for the per-alarm
+    queries; orders opened while applying them are added to it.
+    """
+
+    def __init__(self, session: Session, orders: dict[tuple[str, str | None, str], list[WorkOrder]] | None = None):
+        self.session = session
+        self.orders = orders
+        self._schools: dict[str, School | None] = {}
+        self._calendars: dict[str, Calendar] = {}
+        self._roles: dict[str, str | None] = {}
+        self._coverage: dict[str, list[tuple[int, str]]] = {}
+        self._technicians: dict[str, list[tuple[int, int, str]]] = {}
+        self._loads: dict[int, int] = {}
+
+    def school(self, school_code: str) -> School | None:
+        if school_code not in self._schools:
+            self._schools[school_code] = self.session.get(School, school_code)
+        return self._schools[school_code]
+
+    def calendar(self, school_code: str) -> Calendar:
+        calendar = self._calendars.get(school_code)
+        if calendar is None:
+            school = self.school(school_code)
+            assert school is not None
+            calendar = self._calendars[school_code] = school_calendar(self.session, school)
+        return calendar
+
+    def know_roles(self, roles: Mapping[str, str | None]) -> None:
+        """Device roles the caller has read already (in the same transaction)."""
+        self._roles.update(roles)
+
+    def prefetch_roles(self, device_ids: Sequence[str]) -> None:
+        wanted = sorted({device_id for device_id in device_ids if device_id not in self._roles})
+        if not wanted:
+            return
+        self._roles.update(dict.fromkeys(wanted))
+        rows = self.session.exec(select(Device.id, Device.role).where(col(Device.id).in_(wanted))).all()
+        self._roles.update({device_id: role for device_id, role in rows})
+
+    def device_role(self, order: WorkOrder) -> str | None:
+        if order.kind == "gateway":
+            return "gateway"
+        if order.device_id is None:
+            return None
+        self.prefetch_roles([order.device_id])
+        return self._roles[order.device_id]
+
+    def covering_teams(self, district_code: str | None, device_role: str | None) -> list[int]:
+        """As teams.covering_teams: the teams covering the district for the role (any role for None)."""
+        if district_code is None:
+            return []
+        coverage = self._coverage.get(district_code)
+        if coverage is None:
+            coverage = self._coverage[district_code] = list(
+                self.session.exec(
+                    select(TeamCoverage.team_id, TeamCoverage.device_role).where(
+                        TeamCoverage.district_code == district_code
+                    )
+                ).all()
+            )
+        return sorted({team for team, role in coverage if device_role is None or role == device_role})
+
+    def technicians(self, district_code: str, teams: Sequence[int]) -> list[tuple[int, int, str]]:
+        """(user id, team id, username) of the active technicians of `teams`, all teams of a district read
+        at once; their loads are read with them."""
+        if district_code not in self._technicians:
+            covering = self.covering_teams(district_code, None)
+            rows = [] if not covering else self.session.exec(
+                select(User.id, TeamMember.team_id, User.username)
+                .join(TeamMember, col(TeamMember.user_id) == col(User.id))
+                .where(col(TeamMember.team_id).in_(covering), User.role == "technician", col(User.is_active).is_(True))
+            ).all()
+            found = [(user_id, team_id, username) for user_id, team_id, username in rows if user_id is not None]
+            self._technicians[district_code] = found
+            unknown = sorted({user_id for user_id, _, _ in found if user_id not in self._loads})
+            if unknown:
+                # The count must include what was assigned before it is read and is not flushed yet.
+                self.session.flush()
+                self._loads.update(dict.fromkeys(unknown, 0))
+                self._loads.update(_loads(self.session, unknown))
+        wanted = set(teams)
+        return [row for row in self._technicians[district_code] if row[1] in wanted]
+
+    def load(self, user_id: int) -> int:
+        return self._loads.get(user_id, 0)
+
+    def assigned(self, user_id: int) -> None:
+        """An order went to `user_id` and is now one of their working orders."""
+        if user_id in self._loads:
+            self._loads[user_id] += 1
+
+    def latest_order(self, signal: "FaultSignal") -> WorkOrder | None:
+        if self.orders is None:
+            return _latest_order(self.session, signal)
+        found = self.orders.get(alarm_key(signal))
+        # Orders opened by this batch have no id until flushed, and are the newest.
+        return max(found, key=lambda order: (order.id is None, order.id or 0)) if found else None
+
+    def open_order(self, order: WorkOrder) -> int | None:
+        """The id of the order open for the same device (or gateway) and fault as `order`, if any."""
+        key = _open_key(order)
+        if self.orders is None:
+            return self.session.exec(select(WorkOrder.id).where(WorkOrder.open_key == key)).first()
+        subject = order.device_id if order.kind == "device" else order.gateway_id
+        for other in self.orders.get((order.kind, subject, order.fault_code), ()):
+            if other.open_key == key:
+                return other.id
+        return None
+
+    def opened(self, order: WorkOrder) -> None:
+        if self.orders is not None:
+            subject = order.device_id if order.kind == "device" else order.gateway_id
+            self.orders.setdefault((order.kind, subject, order.fault_code), []).append(order)
+
+
+class _Journal:
+    """Journal entries written as they come, or (`deferred`) kept until the orders they are about have
+    their ids, which new orders get when flushed: a batch's orders are then flushed once, not each."""
+
+    def __init__(self, session: Session, *, deferred: bool = False) -> None:
+        self.session = session
+        self.deferred = deferred
+        self.entries: list[tuple[WorkOrder, dict[str, Any]]] = []
+
+    def __call__(self, order: WorkOrder, *, actor: str, kind: str, at: datetime, **fields: Any) -> None:
+        if self.deferred:
+            self.entries.append((order, {"actor": actor, "kind": kind, "at": at, **fields}))
+        else:
+            _journal(self.session, order, actor=actor, kind=kind, at=at, **fields)
+
+    def write(self) -> None:
+        """Flush the orders, then add the entries kept, in the order they came."""
+        if not self.entries:
+            return
+        self.session.flush()
+        for order, fields in self.entries:
+            _journal(self.session, order, **fields)
+        self.entries.clear()
+
+
 # ---- SLA clocks ----------------------------------------------------------------------------------
 
 
-def start_clocks(session: Session, order: WorkOrder, now: datetime) -> None:
+def start_clocks(session: Session, order: WorkOrder, now: datetime, reads: _Reads | None = None) -> None:
     """Start both SLA clocks at `now` (creation or reopening)."""
-    calendar = _calendar(session, order)
+    calendar = reads.calendar(order.school_code) if reads is not None else _calendar(session, order)
     own_h, resolve_h = SLA_HOURS[order.priority]
     order.sla_started_at = now
     order.pending_service_s = 0.0
@@ -199,13 +347,6 @@ def sla_elapsed(session: Session, order: WorkOrder, now: datetime) -> tuple[floa
 # ---- assignment ----------------------------------------------------------------------------------
 
 
-def _device_role(session: Session, order: WorkOrder) -> str | None:
-    if order.kind == "gateway":
-        return "gateway"
-    device = session.get(Device, order.device_id)
-    return device.role if device is not None else None
-
-
 def _loads(session: Session, user_ids: Sequence[int]) -> dict[int, int]:
     rows = session.exec(
         select(WorkOrder.assignee_id, func.count())
@@ -215,39 +356,37 @@ def _loads(session: Session, user_ids: Sequence[int]) -> dict[int, int]:
     return {user_id: count for user_id, count in rows if user_id is not None}
 
 
-def auto_assign(session: Session, order: WorkOrder, now: datetime) -> None:
+def auto_assign(
+    session: Session, order: WorkOrder, now: datetime, reads: _Reads | None = None, journal: _Journal | None = None
+) -> None:
     """Give the order to the least loaded active technician of a team covering its school and device role."""
-    school = session.get(School, order.school_code)
-    teams = covering_teams(
-        session, district_code=school.district_code if school else None, device_role=_device_role(session, order)
-    )
+    reads = reads or _Reads(session)
+    journal = journal or _Journal(session)
+    school = reads.school(order.school_code)
+    district_code = school.district_code if school else None
+    teams = reads.covering_teams(district_code, reads.device_role(order))
     if not teams:
         return
-    technicians = session.exec(
-        select(User.id, TeamMember.team_id)
-        .join(TeamMember, col(TeamMember.user_id) == col(User.id))
-        .where(col(TeamMember.team_id).in_(teams), User.role == "technician", col(User.is_active).is_(True))
-    ).all()
+    assert district_code is not None
+    technicians = reads.technicians(district_code, teams)
     order.team_id = teams[0]
     if not technicians:
         return
-    loads = _loads(session, [user_id for user_id, _ in technicians if user_id is not None])
-    user_id, team_id = min(technicians, key=lambda row: (loads.get(row[0] or 0, 0), row[0] or 0))
+    user_id, team_id, username = min(technicians, key=lambda row: (reads.load(row[0]), row[0]))
     previous = order.status
     order.team_id = team_id
     order.assignee_id = user_id
     order.assigned_at = now
     order.status = "assigned"
-    assignee = session.get(User, user_id)
-    _journal(
-        session,
+    reads.assigned(user_id)
+    journal(
         order,
         actor="system",
         kind="status",
         at=now,
         from_status=previous,
         to_status="assigned",
-        text=f"auto-assigned to {assignee.username if assignee else user_id}",
+        text=f"auto-assigned to {username}",
     )
 
 
@@ -510,28 +649,31 @@ def _flush_open_key(session: Session, order: WorkOrder) -> None:
         ) from exc
 
 
-def _reopen(session: Session, order: WorkOrder, now: datetime) -> None:
+def _reopen(
+    session: Session, order: WorkOrder, now: datetime, reads: _Reads | None = None, journal: _Journal | None = None
+) -> None:
     """Back to work: the same assignee if still active (else auto-assignment), SLA clocks from now."""
-    key = _open_key(order)
-    other = session.exec(select(WorkOrder.id).where(WorkOrder.open_key == key)).first()
+    reads = reads or _Reads(session)
+    other = reads.open_order(order)
     if other is not None:
         raise AlreadyExists(f"order {other} for the same device and fault is open; work on that one")
-    order.open_key = key
+    order.open_key = _open_key(order)
     order.reopen_count += 1
     order.resolved_at = None
     order.closed_at = None
     order.resolution = None
     order.verified_by_device_at = None
     order.accepted_at = None
-    start_clocks(session, order, now)
+    start_clocks(session, order, now, reads)
     assignee = session.get(User, order.assignee_id) if order.assignee_id is not None else None
     if assignee is not None and assignee.is_active:
         order.status = "assigned"
         order.assigned_at = now
+        reads.assigned(assignee.id or 0)
     else:
         order.status = "new"
         order.assignee_id = None
-        auto_assign(session, order, now)
+        auto_assign(session, order, now, reads, journal)
 
 
 def update_levels(
@@ -597,7 +739,11 @@ def _new_order(
     urgency: str,
     reporter_id: int | None = None,
     actor: str,
+    reads: _Reads | None = None,
+    journal: _Journal | None = None,
 ) -> WorkOrder:
+    reads = reads or _Reads(session)
+    journal = journal or _Journal(session)
     order = WorkOrder(
         kind=kind,
         device_id=device_id,
@@ -617,10 +763,11 @@ def _new_order(
     )
     order.open_key = _open_key(order)
     session.add(order)
-    session.flush()
-    start_clocks(session, order, now)
-    _journal(session, order, actor=actor, kind="status", at=now, to_status="new", text=description or title)
-    auto_assign(session, order, now)
+    if not journal.deferred:
+        session.flush()
+    start_clocks(session, order, now, reads)
+    journal(order, actor=actor, kind="status", at=now, to_status="new", text=description or title)
+    auto_assign(session, order, now, reads, journal)
     return order
 
 
@@ -752,6 +899,35 @@ class FaultSignal:
     detail: str | None = None
 
 
+def alarm_key(signal: FaultSignal) -> tuple[str, str | None, str]:
+    """(kind, device or gateway, fault code): the orders of one alarm."""
+    return signal.kind, signal.device_id if signal.kind == "device" else signal.gateway_id, signal.code
+
+
+def _orders_of(session: Session, signals: Sequence[FaultSignal]) -> dict[tuple[str, str | None, str], list[WorkOrder]]:
+    """The orders, cancelled ones aside, of each alarm key of `signals`, read in one statement."""
+    found: dict[tuple[str, str | None, str], list[WorkOrder]] = {alarm_key(signal): [] for signal in signals}
+    devices = sorted({subject for kind, subject, _ in found if kind == "device" and subject is not None})
+    gateways = sorted({subject for kind, subject, _ in found if kind == "gateway" and subject is not None})
+    codes = sorted({code for _, _, code in found})
+    subjects = []
+    if devices:
+        subjects.append(and_(col(WorkOrder.kind) == "device", col(WorkOrder.device_id).in_(devices)))
+    if gateways:
+        subjects.append(and_(col(WorkOrder.kind) == "gateway", col(WorkOrder.gateway_id).in_(gateways)))
+    if not subjects:
+        return found
+    orders = session.exec(
+        select(WorkOrder).where(col(WorkOrder.fault_code).in_(codes), WorkOrder.status != "cancelled", or_(*subjects))
+    ).all()
+    for order in orders:
+        subject = order.device_id if order.kind == "device" else order.gateway_id
+        key = (order.kind, subject, order.fault_code)
+        if key in found:
+            found[key].append(order)
+    return found
+
+
 def _latest_order(session: Session, signal: FaultSignal) -> WorkOrder | None:
     statement = select(WorkOrder).where(
         WorkOrder.fault_code == signal.code, WorkOrder.kind == signal.kind, WorkOrder.status != "cancelled"
@@ -773,9 +949,19 @@ def _count_raise(order: WorkOrder, signal: FaultSignal, policy: FaultPolicy) -> 
         order.flapping = True
 
 
-def apply_signal(session: Session, signal: FaultSignal, *, now: datetime, policy: FaultPolicy = DEFAULT_POLICY) -> str:
+def apply_signal(
+    session: Session,
+    signal: FaultSignal,
+    *,
+    now: datetime,
+    policy: FaultPolicy = DEFAULT_POLICY,
+    reads: _Reads | None = None,
+    journal: _Journal | None = None,
+) -> str:
     """Open, update, reopen or mark cleared the order of one alarm; say which (for logs and tests)."""
-    order = _latest_order(session, signal)
+    reads = reads or _Reads(session)
+    journal = journal or _Journal(session)
+    order = reads.latest_order(signal)
     actor = signal.gateway_id or signal.device_id or "system"
     detail = signal.detail or signal.code
     if order is not None and order.alarm_at is not None and signal.ts < order.alarm_at:
@@ -788,7 +974,7 @@ def apply_signal(session: Session, signal: FaultSignal, *, now: datetime, policy
         order.alarm_at = signal.ts
         order.clear_since = signal.ts
         if not order.flapping:
-            _journal(session, order, actor=actor, kind="alarm", at=now, text=f"cleared: {detail}")
+            journal(order, actor=actor, kind="alarm", at=now, text=f"cleared: {detail}")
         session.add(order)
         return "cleared"
     if order is not None and order.status in ACTIVE_STATUSES:
@@ -800,7 +986,7 @@ def apply_signal(session: Session, signal: FaultSignal, *, now: datetime, policy
             return "still_raised"
         _count_raise(order, signal, policy)
         if not order.flapping:
-            _journal(session, order, actor=actor, kind="alarm", at=now, text=f"raised again: {detail}")
+            journal(order, actor=actor, kind="alarm", at=now, text=f"raised again: {detail}")
         session.add(order)
         return "flapping" if order.flapping else "raised_again"
     if (
@@ -808,15 +994,14 @@ def apply_signal(session: Session, signal: FaultSignal, *, now: datetime, policy
         and order.status in REOPENABLE_STATUSES
         and order.resolved_at is not None
         and signal.ts - order.resolved_at <= policy.reopen_window
-        and session.exec(select(WorkOrder.id).where(WorkOrder.open_key == _open_key(order))).first() is None
+        and reads.open_order(order) is None
     ):
         previous = order.status
-        _reopen(session, order, now)
+        _reopen(session, order, now, reads, journal)
         order.alarm_active, order.alarm_at, order.clear_since = True, signal.ts, None
         _count_raise(order, signal, policy)
         order.updated_at = now
-        _journal(
-            session,
+        journal(
             order,
             actor=actor,
             kind="status",
@@ -843,10 +1028,12 @@ def apply_signal(session: Session, signal: FaultSignal, *, now: datetime, policy
         urgency=urgency,
         now=now,
         actor=actor,
+        reads=reads,
+        journal=journal,
     )
     created.alarm_active, created.alarm_at = True, signal.ts
     created.raise_times = [signal.ts.timestamp()]
-    session.add(created)
+    reads.opened(created)
     return "opened"
 
 
@@ -886,19 +1073,36 @@ def apply_sync_alarms(
     previous_sync: datetime | None,
     now: datetime,
     policy: FaultPolicy = DEFAULT_POLICY,
+    device_roles: Mapping[str, str | None] | None = None,
 ) -> dict[str, int]:
-    """Turn the alarms of one sync batch into order changes; count the outcomes."""
+    """Turn the alarms of one sync batch into order changes; count the outcomes. `device_roles` are the
+    roles of the batch's devices as they are now, if the caller has them.
+
+    What the alarms need is read up front, a few statements for the whole batch (_Reads), and the orders
+    they open or change are flushed once at the end, with their journal entries."""
     outcomes: dict[str, int] = {}
-    down_since = gateway_down_since(session, gateway.school_code) if signals else None
-    for signal in signals:
-        if signal.raised and offline_during_outage(
-            signal, previous_sync=previous_sync, now=now, policy=policy, gateway_down_since=down_since
-        ):
-            outcome = "suppressed"
-        else:
-            outcome = apply_signal(session, signal, now=now, policy=policy)
-            session.flush()
-        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    if not signals:
+        return outcomes
+    down_since = (
+        gateway_down_since(session, gateway.school_code)
+        if any(signal.raised and signal.code.split(":", 1)[0] in OFFLINE_CODES for signal in signals)
+        else None
+    )
+    reads = _Reads(session, _orders_of(session, signals))
+    if device_roles:
+        reads.know_roles(device_roles)
+    journal = _Journal(session, deferred=True)
+    with session.no_autoflush:
+        for signal in signals:
+            if signal.raised and offline_during_outage(
+                signal, previous_sync=previous_sync, now=now, policy=policy, gateway_down_since=down_since
+            ):
+                outcome = "suppressed"
+            else:
+                outcome = apply_signal(session, signal, now=now, policy=policy, reads=reads, journal=journal)
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    journal.write()
+    session.flush()
     return outcomes
 
 

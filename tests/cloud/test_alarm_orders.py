@@ -8,8 +8,8 @@ from sqlmodel import Session, col, select
 
 from cloud.core.db import begin_write
 from cloud.crud import run_operations, workorders
-from cloud.models import Gateway, WorkOrder
-from tests.cloud.conftest import DEVICE_A, DEVICE_B, TS, record
+from cloud.models import AuditEntry, Gateway, User, WorkOrder, WorkOrderEvent
+from tests.cloud.conftest import DEVICE_A, DEVICE_B, DEVICE_C, TS, record
 
 T0 = datetime.fromtimestamp(TS, UTC)
 POLICY = workorders.FaultPolicy()
@@ -218,3 +218,47 @@ def test_replayed_batches_do_not_change_orders_twice(session, sync, crew):
     order = _orders(session)[0]
 
     assert len(_orders(session)) == 1 and order.flap_count == 1 and order.alarm_active
+
+
+def test_a_batch_of_alarms_changes_orders_as_the_same_alarms_one_by_one_would(session, sync, crew):
+    sync([
+        record(1, "alarm", DEVICE_A, code="reader_fault", state="raise"),
+        record(2, "alarm", DEVICE_A, code="reader_fault", state="clear", ts=TS + 10),
+    ])
+    _operate(session, 700)
+    response = sync([
+        record(3, "alarm", DEVICE_B, code="reader_fault", state="raise", ts=TS + 800),
+        record(4, "alarm", DEVICE_C, code="reader_fault", state="raise", ts=TS + 800),
+        record(5, "alarm", DEVICE_B, code="sensor_fault:co2", state="raise", ts=TS + 800),
+        record(6, "alarm", DEVICE_A, code="reader_fault", state="raise", ts=TS + 900),
+        record(7, "alarm", DEVICE_C, code="reader_fault", state="clear", ts=TS + 950),
+        record(8, "alarm", DEVICE_C, code="reader_fault", state="raise", ts=TS + 960),
+        record(9, "alarm", DEVICE_C, code="reader_fault", state="raise", ts=TS + 970),
+    ])
+    assert response.status_code == 200 and not response.json()["rejected"], response.text
+
+    orders = _orders(session)
+    users = dict(session.exec(select(User.username, User.id)).all())
+    summary = session.exec(
+        select(AuditEntry.summary).where(AuditEntry.action == "sync").order_by(col(AuditEntry.id).desc())
+    ).first()
+
+    # Each new order goes to the technician with the fewest working orders, counting those the batch gave.
+    assert [(o.device_id, o.fault_code, o.status, o.assignee_id) for o in orders] == [
+        (DEVICE_A, "reader_fault", "assigned", users["tech"]),
+        (DEVICE_B, "reader_fault", "assigned", users["tech"]),
+        (DEVICE_C, "reader_fault", "assigned", users["tech2"]),
+        (DEVICE_B, "sensor_fault:co2", "assigned", users["tech"]),
+    ]
+    assert orders[0].reopen_count == 1 and orders[0].open_key == f"d:{DEVICE_A}:reader_fault"
+    assert (orders[2].alarm_active, orders[2].flap_count) == (True, 1)
+    assert summary is not None and summary["orders"] == {
+        "opened": 3, "reopened": 1, "cleared": 1, "raised_again": 1, "still_raised": 1
+    }
+    journal = session.exec(
+        select(WorkOrderEvent.order_id, WorkOrderEvent.text).where(WorkOrderEvent.order_id == orders[2].id)
+        .order_by(col(WorkOrderEvent.id))
+    ).all()
+    assert [text.split(":")[0] for _, text in journal] == [
+        f"reader_fault on {DEVICE_C}", "auto-assigned to tech2", "cleared", "raised again"
+    ]
