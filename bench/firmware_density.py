@@ -1,6 +1,6 @@
 """Firmware density: how many virtual devices one MicroPython VM runs at nominal rates.
 
-Prints `devices_per_vm=<n> rss_bytes_per_device=<n>`.
+Prints `devices_per_vm=<n> rss_bytes_per_device=<n> cpu_ms_per_device_s=<x>`.
 
 - One VM runs N devices of the real firmware (60 % attendance terminals, 20 % sensor nodes, 20 %
   blackboard controllers without a display) against a real Mosquitto, each with its own MQTT
@@ -11,7 +11,9 @@ Prints `devices_per_vm=<n> rss_bytes_per_device=<n>`.
   least `--periods` health messages each within periods + 2 periods), every tap was answered `ok` within
   2 s, and the VM never stalled: a ping command to a random device is answered within 2 s.
 - N grows by `--step` from `--start` until a size fails or `--max` is reached; devices_per_vm is the
-  largest size that passed, rss_bytes_per_device the VM's resident memory (VmRSS) divided by it.
+  largest size that passed, rss_bytes_per_device the VM's resident memory (VmRSS) divided by it, and
+  cpu_ms_per_device_s the VM's CPU time (user + system) over the measured window, per device and second
+  of that window, at this bench's rates (taps and pings included).
 
 `--small` (CI): a single size of 200 devices, 5 s periods, 2 periods.
 """
@@ -19,6 +21,7 @@ Prints `devices_per_vm=<n> rss_bytes_per_device=<n>`.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import sys
 import tempfile
@@ -50,8 +53,14 @@ def _rss(pid: int) -> int:
     return 0
 
 
-def run_size(n: int, period: float, periods: int, work: Path) -> tuple[bool, int, str]:
-    """Run N devices in one VM; (passed, VmRSS bytes, why it failed)."""
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds the process has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_size(n: int, period: float, periods: int, work: Path) -> tuple[bool, int, float, str]:
+    """Run N devices in one VM; (passed, VmRSS bytes, CPU ms per device-second, why it failed)."""
     broker = Mosquitto(work / "broker")
     broker.start()
     bus = HardwareBus()
@@ -73,12 +82,13 @@ def run_size(n: int, period: float, periods: int, work: Path) -> tuple[bool, int
         while len({r.device for r in obs.select(messages.BIRTH)}) < n:
             if time.monotonic() > deadline or not proc.is_running:
                 got = len({r.device for r in obs.select(messages.BIRTH)})
-                return False, _rss(proc.pid or 0) if proc.is_running else 0, f"{got}/{n} births"
+                return False, _rss(proc.pid or 0) if proc.is_running else 0, 0.0, f"{got}/{n} births"
             time.sleep(0.1)
         terminals = [d for d, r in zip(ids, roles, strict=True) if r == "attendance"]
         for dev in terminals:
             bus.wait_connected(dev, 30)
         start = time.time()
+        cpu_start, mono_start = _cpu_s(proc.pid or 0), time.monotonic()
 
         def tapper() -> None:
             rng = random.Random(1)
@@ -110,6 +120,7 @@ def run_size(n: int, period: float, periods: int, work: Path) -> tuple[bool, int
         stop.set()
         thread.join(timeout=10)
         rss = _rss(proc.pid or 0)
+        cpu_ms = (_cpu_s(proc.pid or 0) - cpu_start) * 1000 / n / (time.monotonic() - mono_start)
         counts = {dev: 0 for dev in ids}
         for r in obs.select(messages.HEALTH):
             if r.at >= start and r.device in counts:
@@ -119,7 +130,7 @@ def run_size(n: int, period: float, periods: int, work: Path) -> tuple[bool, int
             failures.append(f"{len(slow)} devices sent fewer than {periods} health messages")
         if failures:
             failures.append("VM log: " + " | ".join(proc.log_tail(8).splitlines()))
-        return not failures, rss, "; ".join(failures[:3] + failures[-1:])
+        return not failures, rss, cpu_ms, "; ".join(failures[:3] + failures[-1:])
     finally:
         stop.set()
         proc.kill()
@@ -139,18 +150,19 @@ def main() -> None:
     args = parser.parse_args()
     if args.small:
         args.start, args.max, args.period, args.periods = 200, 200, 5.0, 2
-    best, best_rss = 0, 0
+    best, best_rss, best_cpu = 0, 0, 0.0
     n = args.start
     while n <= args.max:
         with tempfile.TemporaryDirectory(prefix=f"fwdens-{n}-") as work:
-            ok, rss, why = run_size(n, args.period, args.periods, Path(work))
-        print(f"# {n} devices: {'pass' if ok else 'fail: ' + why}; VmRSS {rss} bytes", file=sys.stderr)
+            ok, rss, cpu_ms, why = run_size(n, args.period, args.periods, Path(work))
+        print(f"# {n} devices: {'pass' if ok else 'fail: ' + why}; VmRSS {rss} bytes; "
+              f"{cpu_ms:.4f} CPU ms per device-second", file=sys.stderr)
         if not ok:
             break
-        best, best_rss = n, rss
+        best, best_rss, best_cpu = n, rss, cpu_ms
         n += args.step
     per_device = best_rss // best if best else 0
-    print(f"devices_per_vm={best} rss_bytes_per_device={per_device}", flush=True)
+    print(f"devices_per_vm={best} rss_bytes_per_device={per_device} cpu_ms_per_device_s={best_cpu:.4f}", flush=True)
 
 
 if __name__ == "__main__":

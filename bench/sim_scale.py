@@ -5,7 +5,9 @@ Prints `devices=<n> schools=<n> minutes=<n> verify=<ok|failed>` for each size it
 - A county of `--schools` schools of `--classrooms` classrooms, each classroom an attendance terminal,
   an environment sensor node and a blackboard controller, all on the real firmware (packed
   `--per-vm` devices to a MicroPython VM), with one Mosquitto, one gateway and one internet link per
-  school and one cloud, as `classops sim run` brings them up.
+  school and one cloud, as `classops sim run` brings them up. The default, 28 large schools of 120
+  classrooms (360 devices and about 4,300 students each), is a county of 10,080 devices: what costs
+  per school (a broker, a gateway and its store worker) stays at a few dozen processes.
 - Nominal rates: health and telemetry every 60 s, gateway heartbeat every 15 s, and the morning's
   arrivals in real time (school time runs at speed 1 from 07:40, the busiest part of the 07:30-08:00
   peak, 36 students a classroom); a device fault (sensor failure, dead device, Wi-Fi flapping, display
@@ -100,8 +102,8 @@ def run_one(scenario: Scenario, workdir: Path, verbose: bool) -> bool:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--small", action="store_true", help="CI size: 2 schools x 4 classrooms, short periods")
-    parser.add_argument("--schools", type=int, default=40)
-    parser.add_argument("--classrooms", type=int, default=30, help="per school; 3 devices each (default 30)")
+    parser.add_argument("--schools", type=int, default=28)
+    parser.add_argument("--classrooms", type=int, default=120, help="per school; 3 devices each (default 120)")
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--per-vm", type=int, default=100, help="devices per MicroPython VM")
     parser.add_argument("--search", action="store_true", help="grow by --step schools until a size fails")

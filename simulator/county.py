@@ -37,11 +37,13 @@ SCHOOL_ADMIN_PASSWORD = "school-demo-2026"
 TAP_TIMEOUT_S = 10.0
 START_WORKERS = 8
 TAP_WORKERS = 16
+SENSOR_WORKERS = 16
 PROGRESS_EVERY_S = 2.0
 PROGRESS_LINE_EVERY_S = 30.0
 READY_TIMEOUT_S = 120.0
 COMMAND_TTL_S = 600
 ADMIN_ATTEMPTS = 3
+IMPORT_ROWS = 1000
 
 
 def school_admin(code: str) -> str:
@@ -132,6 +134,9 @@ class County:
         self._say(f"Starting {len(self.schools)} schools: a Mosquitto, a gateway and an internet link each ...")
         with ThreadPoolExecutor(START_WORKERS) as pool:
             list(pool.map(self._start_school, self.schools.values()))
+        # The admin accounts are written straight into the cloud's database by its CLI: done before the
+        # devices' traffic keeps the cloud writing, they do not wait on its locks.
+        self.wait_admins()
         devices = sum(len(r.devices) for r in self.schools.values())
         self._say(f"Starting {devices} devices on the real firmware ...")
         with ThreadPoolExecutor(START_WORKERS) as pool:
@@ -161,8 +166,9 @@ class County:
         rows = [{"device_id": d.device_id, "school": d.school, "building": "Main building",
                  "classroom": f"Classroom {d.classroom}", "role": d.role, "asset_tag": f"SIM-{d.device_id[6:]}"}
                 for d in self.plan.devices()]
-        for start in range(0, len(rows), 20000):
-            self.api.import_devices(rows[start:start + 20000])
+        # In parts, so that each request stays well inside the client's timeout on a busy machine.
+        for start in range(0, len(rows), IMPORT_ROWS):
+            self.api.import_devices(rows[start:start + IMPORT_ROWS])
         # Raw attendance is personal data only a school's own admins may read: verification signs in
         # as each school's admin. The registry has no bulk user import, so these go one by one, meanwhile.
         self._admins_ready = self._pool.submit(self._add_school_admins)
@@ -357,15 +363,20 @@ class County:
             "sht4x": f"{s.temp_c},{s.rh_pct}", "scd4x": s.co2_ppm[lesson], "pms5003": s.pm25_ugm3,
             "bh1750": s.lux[lesson], "mic": s.noise_dba[lesson],
         }
-        for rig in self.schools.values():
-            for device in rig.devices:
-                if device.role != "sensor" or not rig.bus.is_connected(device.device_id):
-                    continue
-                for name, value in values.items():
-                    try:
-                        rig.bus.set_sensor(device.device_id, name, value)
-                    except HardwareBusError as exc:
-                        log.info("sensor %s of %s: %s", name, device.device_id, exc)
+
+        def set_one(rig: SchoolRig, device_id: str) -> None:
+            for name, value in values.items():
+                try:
+                    rig.bus.set_sensor(device_id, name, value)
+                except HardwareBusError as exc:
+                    log.info("sensor %s of %s: %s", name, device_id, exc)
+
+        # Each setting is a round trip to a device; thousands of them one after the other would take minutes.
+        with ThreadPoolExecutor(SENSOR_WORKERS, thread_name_prefix="sensors") as pool:
+            for rig in self.schools.values():
+                for device in rig.devices:
+                    if device.role == "sensor" and rig.bus.is_connected(device.device_id):
+                        pool.submit(set_one, rig, device.device_id)
 
     # ---- faults -------------------------------------------------------------------------------
 

@@ -30,8 +30,6 @@ from protocol import messages, topics
 BACKOFF_MIN_S = 0.5
 BACKOFF_MAX_S = 30
 BACKOFF_JITTER = 0.5
-# The sender wakes at least this often to look for events whose resend time has come.
-SENDER_TICK_MS = 250
 # A reboot waits this long for the broker to take the command's ack before restarting.
 REBOOT_ACK_WAIT_MS = 2000
 ERROR_PAUSE_S = 1
@@ -45,9 +43,14 @@ SUPERVISE_MS = 1000
 CLOCK_SYNC_MS = 6 * 3600 * 1000
 CLOCK_RETRY_MS = 60000
 RESTART = 3
-GC_EVERY_MS = 1000
-# When the VM last collected garbage for a health figure: shared by the devices of a VM on purpose.
+# A health sample reports the heap as found by a collection at most this old: a chip reporting every
+# minute collects (and measures) every time; a VM of hundreds of devices has one heap and one figure,
+# and does not collect and measure a heap of megabytes for each of them.
+GC_EVERY_MS = 10000
+# When the VM last collected garbage for a health figure, and the (free, largest block) it then
+# measured: shared by the devices of a VM on purpose.
 _last_gc = [ticks_ms() - GC_EVERY_MS]
+_heap = [0, 0]
 
 # Per-slot event flags. The leaf's index in EVENT_LEAVES sits in the high nibble.
 _F_PENDING = 1
@@ -486,12 +489,38 @@ class Device:
         msg["hist"] = True
         return messages.encode(msg)
 
+    def _next_send_ms(self):
+        # Milliseconds until the sender has something to do: 0 now, -1 nothing until woken (no pending
+        # event, or offline: going online wakes it). Idle, it sleeps instead of scanning the ring.
+        if not self._online or not self.buffer.count():
+            return -1
+        flags = self._ev_flags
+        due = self._ev_due
+        now = ticks_ms()
+        wait = -1
+        for slot in self._pending_slots():
+            if not flags[slot] & _F_DUE:
+                return 0
+            left = ticks_diff(due[slot], now)
+            if left <= 0:
+                return 0
+            if wait < 0 or left < wait:
+                wait = left
+        return wait
+
     async def _sender(self):
         while True:
-            try:
-                await asyncio.wait_for_ms(self._wake.wait(), SENDER_TICK_MS)
-            except asyncio.TimeoutError:
-                pass
+            wait = self._next_send_ms()
+            if wait < 0:
+                await self._wake.wait()
+            elif wait > 0:
+                try:
+                    await asyncio.wait_for_ms(self._wake.wait(), wait)
+                except asyncio.TimeoutError:
+                    pass
+            else:
+                # Yield even when work is waiting: a failed publish leaves the link task to notice.
+                await asyncio.sleep_ms(0)
             self._wake.clear()
             if not self._online:
                 continue
@@ -536,12 +565,11 @@ class Device:
     async def _send_health(self, uptime):
         """Publish one health sample."""
         now = ticks_ms()
-        # One collection a second is enough for a true heap figure; a VM hosting hundreds of
-        # devices would otherwise stall for a collection per device.
         if ticks_diff(now, _last_gc[0]) >= GC_EVERY_MS:
             _last_gc[0] = now
             gc.collect()
-        free, block = self.hal.heap()
+            _heap[0], _heap[1] = self.hal.heap()
+        free, block = _heap
         fields = {
             "uptime_s": uptime,
             "heap_free": free,
@@ -566,6 +594,8 @@ class Device:
         booted_ok = False
         clock_at = started
         trial = self._ota is not None and self._ota.get("trial") is not None
+        # Fed a few times per timeout, so that a late wake-up on a busy chip never bites.
+        feed_ms = max(SUPERVISE_MS, int(cfg["watchdog_s"] * 1000) // 3)
         while True:
             # Fed only from here: a wedged event loop stops feeding and the chip resets.
             dog.feed()
@@ -581,11 +611,23 @@ class Device:
                 trial = await self._trial_step(up_ms)
                 if self.exit_code is not None:
                     return
-            if not self._online and ticks_diff(now, self._offline_since) >= cfg["reboot_after_s"] * 1000:
+            reboot_ms = cfg["reboot_after_s"] * 1000
+            if not self._online and ticks_diff(now, self._offline_since) >= reboot_ms:
                 # Third rung: offline this long despite reconnects and Wi-Fi restarts.
                 self.restart("offline for %d s" % cfg["reboot_after_s"])
                 return
-            await asyncio.sleep_ms(SUPERVISE_MS)
+            # Sleep until the next deadline rather than ticking: the watchdog's feed, the good-boot
+            # mark, the clock sync, the reboot of a device offline too long; a trial checks every tick.
+            # Online, it sleeps no longer than the reboot delay: a link that drops meanwhile is then
+            # seen before its reboot deadline, which is therefore kept to the tick.
+            now = ticks_ms()
+            wait = SUPERVISE_MS if trial else min(feed_ms, reboot_ms)
+            if not booted_ok:
+                wait = min(wait, cfg["boot_ok_s"] * 1000 - ticks_diff(now, started))
+            wait = min(wait, ticks_diff(clock_at, now))
+            if not self._online:
+                wait = min(wait, reboot_ms - ticks_diff(now, self._offline_since))
+            await asyncio.sleep_ms(max(1, int(wait)))
 
     async def _trial_step(self, up_ms):
         """Self-test of an app version on trial: commit it once it passes, roll back at the deadline.

@@ -28,6 +28,10 @@ MAX_INFLIGHT = 16
 # Largest packet accepted from the broker: commands and configs are small, anything bigger is junk
 # that must not exhaust the heap.
 MAX_INCOMING = 4096 + 256
+# Bytes asked of the socket at once. Each read from an asyncio stream is a trip through the scheduler
+# (and a poll of every socket of the VM); reading what is there, several small packets at a time,
+# instead of a byte for the type, a byte per length byte and then the body, saves most of those trips.
+READ_CHUNK = 256
 
 _CONNECT = 0x10
 _CONNACK = 0x20
@@ -93,6 +97,8 @@ class MQTTClient:
         self.connected = False
         self._reader = None
         self._writer = None
+        # Received bytes not yet handled: the start of the next packet(s).
+        self._rbuf = b""
         self._lock = asyncio.Lock()
         self._pid = 0
         # Packet ids awaiting PUBACK; 0 marks a free place.
@@ -166,18 +172,31 @@ class MQTTClient:
         async with self._lock:
             for part in parts:
                 w.write(part)
-            await w.drain()
+            # MicroPython's stream writes at once what the socket takes and keeps the rest in
+            # `out_buf`; drain only then: an empty drain is still a trip through the scheduler.
+            if getattr(w, "out_buf", True):
+                await w.drain()
+
+    async def _more(self, r):
+        data = await r.read(READ_CHUNK)
+        if not data:
+            raise OSError(_ECONNRESET)
+        self._rbuf = self._rbuf + data if self._rbuf else data
 
     async def _read_packet(self):
         r = self._reader
         if r is None:
             raise OSError(_ECONNRESET)
         try:
-            first = (await r.readexactly(1))[0]
+            # Fixed header: the type byte and 1-4 bytes of remaining length.
+            pos = 1
             n = 0
             shift = 0
             while True:
-                byte = (await r.readexactly(1))[0]
+                while len(self._rbuf) <= pos:
+                    await self._more(r)
+                byte = self._rbuf[pos]
+                pos += 1
                 n |= (byte & 0x7F) << shift
                 if not byte & 0x80:
                     break
@@ -186,9 +205,16 @@ class MQTTClient:
                     raise MQTTError("malformed remaining length")
             if n > MAX_INCOMING:
                 raise MQTTError("packet of %d bytes exceeds %d" % (n, MAX_INCOMING))
-            body = await r.readexactly(n) if n else b""
+            buf = self._rbuf
+            end = pos + n
+            if len(buf) < end:
+                # The rest of a large packet in one read of exactly what is missing.
+                buf += await r.readexactly(end - len(buf))
         except EOFError:
             raise OSError(_ECONNRESET)
+        first = buf[0]
+        body = buf[pos:end] if n else b""
+        self._rbuf = buf[end:] if len(buf) > end else b""
         self._last_rx = ticks_ms()
         return first, body
 
@@ -401,6 +427,7 @@ class MQTTClient:
         self.connected = False
         w = self._writer
         self._reader = self._writer = None
+        self._rbuf = b""
         if w is not None:
             try:
                 w.close()

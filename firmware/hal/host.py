@@ -81,13 +81,26 @@ class HostRelay:
 
 
 class HostSense:
-    """The power-sense input, set from the hardware bus; None until the bus has set it."""
+    """The power-sense input, set from the hardware bus; None until the bus has set it. Like a pin
+    with an edge interrupt, it calls back on every change, so that its reader need not poll it."""
 
     def __init__(self):
         self.level = None
+        self._callbacks = []
 
     def value(self):
         return self.level
+
+    def on_change(self, callback):
+        """Call `callback()` after every change of the level."""
+        self._callbacks.append(callback)
+
+    def set(self, level):
+        if level == self.level:
+            return
+        self.level = level
+        for callback in self._callbacks:
+            callback()
 
 
 class HostHal:
@@ -376,7 +389,7 @@ class HostHal:
             self._rc522_part.fault = arg
             return "ok reader_fault " + arg
         if verb == "power_sense" and arg in ("0", "1"):
-            self._sense.level = int(arg)
+            self._sense.set(int(arg))
             return "ok power_sense " + arg
         if verb == "wifi" and arg in ("0", "1"):
             up = arg == "1"

@@ -14,7 +14,7 @@ from protocol import messages
 
 # Cards remembered for debouncing: a reader sees far fewer distinct cards than this within debounce_s.
 DEBOUNCE_CARDS = 16
-# How often the reader chip is checked when no card comes.
+# How often the reader chip is checked (and, while it is faulty, initialised again).
 CHECK_MS = 10000
 
 
@@ -29,9 +29,12 @@ class AttendanceTerminal:
         self._card_at = array("i", bytes(4 * DEBOUNCE_CARDS))
         self._card_next = 0
         self._fault = None
+        self._ready = False
 
     def tasks(self):
-        return [("reader", self._loop)]
+        # Cards and the periodic check of the chip are separate tasks, each sleeping until its own
+        # wake-up: a card, or the next check. (A timed wait for a card costs helper tasks each time.)
+        return [("reader", self._loop), ("reader_check", self._check_loop)]
 
     async def command(self, name, args):
         return None
@@ -71,35 +74,41 @@ class AttendanceTerminal:
         else:
             self.device.alarm(messages.READER_FAULT, "raise", detail)
 
+    def _init_reader(self):
+        try:
+            self.reader.init()
+            self._ready = True
+            self._set_fault(None)
+        except ReaderError as exc:
+            self._set_fault(str(exc))
+
+    def _check_reader(self):
+        try:
+            self.reader.version()
+        except ReaderError as exc:
+            self._ready = False
+            self._set_fault(str(exc))
+
+    async def _check_loop(self):
+        self._init_reader()
+        while True:
+            await asyncio.sleep_ms(CHECK_MS)
+            if self._ready:
+                self._check_reader()
+            else:
+                self._init_reader()
+
     async def _loop(self):
         reader = self.reader
-        ready = False
         while True:
-            if not ready:
-                try:
-                    reader.init()
-                    ready = True
-                    self._set_fault(None)
-                except ReaderError as exc:
-                    self._set_fault(str(exc))
-            try:
-                await asyncio.wait_for_ms(self.hal.card_wait(), CHECK_MS)
-            except asyncio.TimeoutError:
-                try:
-                    reader.version()
-                except ReaderError as exc:
-                    ready = False
-                    self._set_fault(str(exc))
-                continue
-            uid = reader.read_uid() if ready else None
+            await self.hal.card_wait()
+            if not self._ready:
+                self._init_reader()
+            uid = reader.read_uid() if self._ready else None
             if uid is None:
                 self.hal.card_done(None, "ignored no_card")
-                if ready:
-                    try:
-                        reader.version()
-                    except ReaderError as exc:
-                        ready = False
-                        self._set_fault(str(exc))
+                if self._ready:
+                    self._check_reader()
                 continue
             result = self.take_tap(hexlify(uid).decode())
             self.hal.feedback("ok" if result == "ok" else ("dup" if result == "ignored debounce" else "error"))

@@ -1,11 +1,16 @@
 """Smart-blackboard controller: the display's mains relay, its RS-232 control port, power sensing,
 usage hours and a local weekly schedule that runs without the gateway.
 
-What the board should be is decided here, every second, in this order: a manual power_on/power_off
-override until its end (by default the schedule's next switch), else the schedule (when the clock is
-trusted), else the last state it was driven to. That state, the override and the usage count are kept
-on flash (`blackboard.json`), so after a reboot or a power cut the controller restores the state the
-board should be in, not a default; the relay is set from it before anything else runs.
+What the board should be is decided here, in this order: a manual power_on/power_off override until
+its end (by default the schedule's next switch), else the schedule (when the clock is trusted), else the
+last state it was driven to. That state, the override and the usage count are kept on flash
+(`blackboard.json`), so after a reboot or a power cut the controller restores the state the board
+should be in, not a default; the relay is set from it before anything else runs.
+
+The controller sleeps until its next deadline (a switch, a retry, the relay's delayed release, a
+display poll, the end of the power-sense grace, a save) or until something wakes it (a command, a
+power-sense change); only a power-sense input that cannot report its changes (a plain pin) or an
+untrusted clock make it look every second.
 """
 
 import asyncio
@@ -18,6 +23,7 @@ from protocol import display as proto
 from protocol import messages
 
 STATE_FILE = "blackboard.json"
+# How often the controller looks when it cannot sleep until a deadline.
 TICK_MS = 1000
 # A switch that failed is tried again after this long.
 RETRY_MS = 30000
@@ -60,6 +66,15 @@ class BlackboardController:
         self._saved_at = ticks_ms()
         self._raised = {}
         self._lock = asyncio.Lock()
+        self._kick = asyncio.Event()
+        # Usage is counted from one change of `powered()` to the next: every change wakes the loop or
+        # is accounted where it happens, so no polling is needed to count it.
+        self._acct_at = ticks_ms()
+        self._powered_was = self.powered()
+        on_change = getattr(self.sense, "on_change", None)
+        self._sense_notifies = on_change is not None
+        if on_change is not None:
+            on_change(self._sense_changed)
 
     def _load_schedule(self):
         spec = self.state["schedule"] if self.state["schedule"] is not None else self.device.cfg["schedule"]
@@ -71,11 +86,25 @@ class BlackboardController:
             self._load_schedule()
         except ValueError:
             self.schedule = None
+        self._kick.set()
+
+    def _sense_changed(self):
+        self._account()
+        self._kick.set()
+
+    def _account(self):
+        """Add the time since the last call to the usage count if the board was powered meanwhile."""
+        now = ticks_ms()
+        if self._powered_was:
+            self.state["secs"] += ticks_diff(now, self._acct_at) / 1000
+        self._acct_at = now
+        self._powered_was = self.powered()
 
     def tasks(self):
         return [("blackboard", self._loop), ("telemetry", self._telemetry)]
 
     def _save(self):
+        self._account()
         self.state["secs"] = int(self.state["secs"])
         config.write_json(self._path, self.state)
         self._saved_at = ticks_ms()
@@ -155,31 +184,40 @@ class BlackboardController:
             self.state["ov"] = None
             self.state["until"] = 0
             self._save()
+            self._kick.set()
             return "ok", None
         return None
 
     async def _drive(self, on):
         """Switch the board on or off and confirm; (result, detail)."""
         async with self._lock:
-            self.applied = on
-            self.state["want"] = on
-            self._switched_at = ticks_ms()
-            self._save()
             try:
-                if on:
-                    await self._power_on()
-                else:
-                    await self._power_off()
-            except DisplayError as exc:
-                self._retry_at = ticks_add(ticks_ms(), RETRY_MS)
-                if exc.kind == "no_answer":
-                    self._alarm(messages.DISPLAY_NO_ANSWER, "display does not answer on RS-232")
-                else:
-                    self._alarm(messages.DISPLAY_POWER_FAULT, "display answered %s to power %s"
-                                % (exc.kind, "on" if on else "off"))
-                return "error", "display %s" % exc.kind
-            self._retry_at = None
-            return "ok", None
+                return await self._switch(on)
+            finally:
+                # The loop's deadlines (retry, relay release, sense grace) have changed.
+                self._account()
+                self._kick.set()
+
+    async def _switch(self, on):
+        self.applied = on
+        self.state["want"] = on
+        self._switched_at = ticks_ms()
+        self._save()
+        try:
+            if on:
+                await self._power_on()
+            else:
+                await self._power_off()
+        except DisplayError as exc:
+            self._retry_at = ticks_add(ticks_ms(), RETRY_MS)
+            if exc.kind == "no_answer":
+                self._alarm(messages.DISPLAY_NO_ANSWER, "display does not answer on RS-232")
+            else:
+                self._alarm(messages.DISPLAY_POWER_FAULT, "display answered %s to power %s"
+                            % (exc.kind, "on" if on else "off"))
+            return "error", "display %s" % exc.kind
+        self._retry_at = None
+        return "ok", None
 
     async def _power_on(self):
         self._relay_off_at = None
@@ -252,9 +290,41 @@ class BlackboardController:
         else:
             self._alarm(messages.DISPLAY_POWER_MISMATCH, None)
 
+    def _next_ms(self):
+        """Milliseconds until the loop has something to do, unless it is woken first."""
+        now = ticks_ms()
+        wait = ticks_diff(self._saved_at, now) + SAVE_EVERY_MS
+        if not self._sense_notifies:
+            wait = min(wait, TICK_MS)
+        for at in (self._retry_at, self._relay_off_at):
+            if at is not None:
+                wait = min(wait, ticks_diff(at, now))
+        if self.display is not None and self.relay.value():
+            # Without mains there is nothing to poll; switching the relay on wakes the loop.
+            wait = min(wait, ticks_diff(self._poll_at, now))
+        if self.sense.value() is not None and self.applied is not None:
+            grace = int(self.device.cfg["sense_grace_s"] * 1000) - ticks_diff(now, self._switched_at)
+            if grace > 0:
+                wait = min(wait, grace)
+        if not self.device.hal.clock_ok():
+            # The clock may be set at any moment, and the schedule take over.
+            return max(0, min(wait, TICK_MS))
+        st = self.state
+        t = self.device.now()
+        switch = None
+        if st["ov"] is not None:
+            switch = st["until"] or None
+        elif self.schedule is not None:
+            switch = self.schedule.state(t)[1]
+        if switch is not None:
+            # A millisecond past the switch, so that the second it names has begun.
+            wait = min(wait, int((switch - t) * 1000) + 1)
+        return max(0, wait)
+
     async def _loop(self):
-        last = ticks_ms()
         while True:
+            self._kick.clear()
+            self._account()
             want = self.desired()
             now = ticks_ms()
             if want != self.applied or (self._retry_at is not None and ticks_diff(now, self._retry_at) >= 0):
@@ -264,20 +334,26 @@ class BlackboardController:
                 if not self.applied:
                     self.relay.value(0)
                     self.display_on = False
+                    self._account()
             if ticks_diff(ticks_ms(), self._poll_at) >= 0:
                 self._poll_at = ticks_add(ticks_ms(), int(self.device.cfg["display_poll_s"] * 1000))
                 await self._poll_display()
+                self._account()
             self._check_sense()
-            now = ticks_ms()
-            if self.powered():
-                self.state["secs"] += ticks_diff(now, last) / 1000
-            last = now
-            if ticks_diff(now, self._saved_at) >= SAVE_EVERY_MS:
+            if ticks_diff(ticks_ms(), self._saved_at) >= SAVE_EVERY_MS:
                 self._save()
-            await asyncio.sleep_ms(TICK_MS)
+            wait = self._next_ms()
+            if wait > 0 and not self._kick.is_set():
+                try:
+                    await asyncio.wait_for_ms(self._kick.wait(), wait)
+                except asyncio.TimeoutError:
+                    pass
+            else:
+                await asyncio.sleep_ms(0)
 
     async def _telemetry(self):
         while True:
+            self._account()
             readings = {
                 "power": self.powered(),
                 "relay": self.relay.value(),
