@@ -227,6 +227,7 @@ def main() -> int:
                 p.start()
             gateway_pids = process_tree(gateway.proc.pid)
             cpu_before = [cpu_seconds(pid) for pid in gateway_pids]
+            broker_cpu_before = cpu_seconds(broker.proc.pid)
             ready.wait()
             sent_at = time.monotonic()
             expected = per_pub * args.publishers * args.per_device
@@ -246,6 +247,7 @@ def main() -> int:
                 time.sleep(0.5)
             finished = last_change
             cpu_used = [cpu_seconds(pid) - before for pid, before in zip(gateway_pids, cpu_before, strict=True)]
+            broker_cpu = cpu_seconds(broker.proc.pid) - broker_cpu_before
             for p in procs:
                 p.join()
             m = gateway_metrics(gateway.status_port)
@@ -266,7 +268,7 @@ def main() -> int:
           f"messages_lost_samples={expected - int(committed)}")
     per_msg = [used / max(committed, 1) * 1e6 for used in cpu_used]
     print(f"gateway_cpu_us_per_msg={sum(per_msg):.1f} broker_link_cpu_us_per_msg={per_msg[0]:.1f} "
-          f"store_cpu_us_per_msg={sum(per_msg[1:]):.1f}")
+          f"store_cpu_us_per_msg={sum(per_msg[1:]):.1f} broker_cpu_us_per_msg={broker_cpu / max(committed, 1) * 1e6:.1f}")
     print(f"msgs_per_s={rate:.0f} commit_p99_ms={p99 * 1000:.1f} broker_ceiling_msgs_per_s={ceiling:.0f} "
           f"ratio={rate / ceiling:.2f}")
     return 0
