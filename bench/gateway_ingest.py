@@ -268,7 +268,8 @@ def main() -> int:
           f"messages_lost_samples={expected - int(committed)}")
     per_msg = [used / max(committed, 1) * 1e6 for used in cpu_used]
     print(f"gateway_cpu_us_per_msg={sum(per_msg):.1f} broker_link_cpu_us_per_msg={per_msg[0]:.1f} "
-          f"store_cpu_us_per_msg={sum(per_msg[1:]):.1f} broker_cpu_us_per_msg={broker_cpu / max(committed, 1) * 1e6:.1f}")
+          f"store_cpu_us_per_msg={sum(per_msg[1:]):.1f} "
+          f"broker_cpu_us_per_msg={broker_cpu / max(committed, 1) * 1e6:.1f}")
     print(f"msgs_per_s={rate:.0f} commit_p99_ms={p99 * 1000:.1f} broker_ceiling_msgs_per_s={ceiling:.0f} "
           f"ratio={rate / ceiling:.2f}")
     return 0

@@ -9,6 +9,7 @@ from sqlmodel import Session
 
 from cloud import crud
 from cloud.core.config import Settings
+from cloud.core.db import release_connection
 from cloud.crud import Actor
 from cloud.models import MAX_ROW_ID, Gateway, User
 
@@ -54,6 +55,7 @@ BearerToken = Annotated[str, Depends(get_bearer_token)]
 def get_current_user(session: SessionDep, token: BearerToken) -> User:
     """The signed-in user."""
     user = crud.user_for_token(session, token=token)
+    release_connection(session)
     if user is None:
         raise _unauthorized("invalid or expired login token; log in again")
     return user
@@ -62,6 +64,7 @@ def get_current_user(session: SessionDep, token: BearerToken) -> User:
 def get_current_gateway(session: SessionDep, token: BearerToken) -> Gateway:
     """The gateway whose token authorises the request."""
     gateway = crud.gateway_for_token(session, token=token)
+    release_connection(session)
     if gateway is None:
         raise _unauthorized("unknown gateway token")
     return gateway

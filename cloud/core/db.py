@@ -60,6 +60,20 @@ def _on_sqlite_begin(connection) -> None:
         connection.exec_driver_sql("BEGIN")
 
 
+def release_connection(session: Session) -> None:
+    """End the session's read transaction and give its connection back to the pool, keeping what it
+    loaded. An authentication dependency calls this: between it and the endpoint, which run as separate
+    thread-pool calls, a request must not hold a pooled connection, or requests that hold connections and
+    wait for a thread, and threads that wait for a connection, can block each other for good."""
+    if session.in_transaction():
+        expire = session.expire_on_commit
+        session.expire_on_commit = False
+        try:
+            session.commit()
+        finally:
+            session.expire_on_commit = expire
+
+
 def begin_write(session: Session) -> None:
     """Start the session's transaction as one that will write; ends a read-only one still open."""
     if session.in_transaction():

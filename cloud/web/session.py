@@ -16,6 +16,7 @@ from sqlmodel import Session
 from cloud import crud
 from cloud.api.deps import SessionDep, client_ip
 from cloud.core.config import Settings
+from cloud.core.db import release_connection
 from cloud.crud import Actor
 from cloud.models import User
 from cloud.web import i18n
@@ -116,7 +117,9 @@ def session_user(request: Request, session: Session) -> User | None:
     token = request.cookies.get(SESSION_COOKIE)
     if not token:
         return None
-    return crud.user_for_token(session, token=token)
+    user = crud.user_for_token(session, token=token)
+    release_connection(session)
+    return user
 
 
 def get_web_user(request: Request, session: SessionDep) -> User:
