@@ -7,6 +7,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.pool import NullPool
 from sqlmodel import Session
 
 from cloud.errors import UnsupportedDatabase
@@ -15,6 +16,8 @@ logger = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+PG_POOL_SIZE = 10
+PG_POOL_OVERFLOW = 40
 # Execution option marking a connection whose transaction will write.
 WRITE_INTENT = "classops_write_intent"
 
@@ -88,11 +91,17 @@ def create_db_engine(database_url: str, *, echo: bool = False) -> Engine:
         path = _sqlite_file(url)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False})
+        # A file's connections are cheap to open: no pool, so no request ever waits for a pooled
+        # connection (a memory database must keep its one connection).
+        pool = {"poolclass": NullPool} if path is not None else {}
+        engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False}, **pool)
         event.listen(engine, "connect", _on_sqlite_connect)
         event.listen(engine, "begin", _on_sqlite_begin)
         return engine
-    return create_engine(url, echo=echo, pool_pre_ping=True)
+    # More connections than the API's worker threads (40): a request holds its session's connection
+    # while its response is validated in a worker thread, so with fewer connections than threads every
+    # thread can end up waiting for a connection held by a request that waits for a thread.
+    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=PG_POOL_SIZE, max_overflow=PG_POOL_OVERFLOW)
 
 
 def alembic_config() -> Config:
