@@ -51,6 +51,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.cloud_ingest import POSTGRES, Cloud, Database, admin  # noqa: E402
+from cloud.crud.workorders import SLA_HOURS, fault_levels, priority_of  # noqa: E402
 from cloud.servicetime import Calendar  # noqa: E402
 
 PASSWORD = "bench-password-1"
@@ -60,19 +61,6 @@ FAULTS = {
     "sensor": ("sensor_fault:co2", "sensor_fault:pm25", "device_offline", "config_invalid"),
     "blackboard": ("display_power_fault", "display_no_answer", "display_power_mismatch", "device_offline"),
 }
-LEVELS = {
-    "gateway_offline": ("high", "high"),
-    "display_power_fault": ("medium", "high"),
-    "display_no_answer": ("medium", "high"),
-    "display_power_mismatch": ("medium", "medium"),
-    "reader_fault": ("medium", "high"),
-    "device_offline": ("medium", "medium"),
-    "safe_mode": ("medium", "medium"),
-    "config_invalid": ("low", "medium"),
-    "sensor_fault": ("low", "medium"),
-}
-PRIORITY = {("high", "high"): 1, ("medium", "high"): 2, ("medium", "medium"): 3, ("low", "medium"): 4}
-SLA_HOURS = {1: (1.0, 4.0), 2: (2.0, 8.0), 3: (4.0, 24.0), 4: (8.0, 40.0)}
 OPEN = ("new", "assigned", "accepted", "in_progress", "pending")
 ZONE = "Asia/Shanghai"
 
@@ -347,8 +335,8 @@ def load(database: Database, size: Size, seed: int) -> County:
             code = rng.choice(FAULTS[role])
             subject = f"d:{device_id}"
             team_id = team_of_district[school_district[school]]
-        impact, urgency = LEVELS[code.split(":")[0]]
-        priority = PRIORITY[(impact, urgency)]
+        impact, urgency = fault_levels(code)
+        priority = priority_of(impact, urgency)
         calendar = calendars[school_district[school]]
         age_days = (now - created).total_seconds() / 86400
         roll = rng.random()
@@ -628,7 +616,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"# database kept: {database.url}", file=sys.stderr)
         else:
             database.drop()
-        if not args.keep_log:
+        # A kept SQLite database lives in the work folder.
+        if not (args.keep_log or args.keep_db):
             shutil.rmtree(workdir, ignore_errors=True)
 
 
