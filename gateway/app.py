@@ -18,7 +18,7 @@ import orjson
 from gateway.broker import BrokerLink, Incoming
 from gateway.config import GatewaySettings
 from gateway.downlink import DownlinkRelay
-from gateway.ingest import IngestResult, Prepared, StoreWorker, StoreWorkerError, prepare
+from gateway.ingest import IngestResult, Prepared, StoreWorker, StoreWorkerError, prepare, tune_gc
 from gateway.metrics import Metrics
 from gateway.serial_display import SerialDisplay
 from gateway.store import PRUNE_CHUNK
@@ -28,6 +28,8 @@ from protocol import messages, topics
 log = logging.getLogger(__name__)
 
 WRITE_BATCH = 2000
+# Prepared batches sent to the store worker ahead of the oldest one's answer.
+COMMITS_AHEAD = 2
 INBOX_HIGH_WATER = 5 * WRITE_BATCH
 STORE_RETRY_S = 1.0
 EACK_KEYS_PER_MESSAGE = 32
@@ -124,29 +126,41 @@ class Gateway:
     async def in_store(self, method: str, *args: Any) -> Any:
         """Run a Store method in the store worker, off the event loop."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self.store.call, method, *args)
+        # Sent from the executor's one thread, in the order asked: sending blocks while the worker is busy.
+        answer = await loop.run_in_executor(self._executor, self.store.submit, method, *args)
+        return await asyncio.wrap_future(answer)
 
     def _prepare(self, batch: list[Incoming]) -> Prepared:
         self.metrics.inc("messages_in", len(batch))
         return prepare(self.settings.school, self.settings.school_secret, [(i.topic, i.payload) for i in batch])
 
-    async def _write_batch(self, batch: list[Incoming], prepared: Prepared | None = None) -> None:
-        if prepared is None:
-            prepared = self._prepare(batch)
+    async def _commit(self, batch: list[Incoming], prepared: Prepared,
+                      answer: asyncio.Future[Any] | None = None) -> IngestResult:
+        """A prepared batch's commit in the store worker, retried until it succeeds; nothing is acked before.
+
+        `answer` is the first attempt's, when the batch has been sent already. A failed commit makes the
+        worker refuse the commits sent after it until `resume`, so batches go in in their order."""
         attempt = 0
         while True:
             try:
                 began = time.monotonic()
-                result: IngestResult = await self.in_store("commit", prepared)
-                self.metrics.observe("store_commit_seconds", time.monotonic() - began)
+                result: IngestResult = await (answer if answer is not None else self.in_store("commit", prepared))
+                if answer is None:
+                    self.metrics.observe("store_commit_seconds", time.monotonic() - began)
                 self.metrics.observe("write_batch_messages", len(batch))
-                break
+                return result
             except StoreWorkerError as exc:
+                answer = None
                 attempt += 1
                 self.metrics.inc("store_errors")
                 log.error("store commit failed (attempt %d), nothing acknowledged, retrying: %s",
                           attempt, exc)
                 await asyncio.sleep(STORE_RETRY_S)
+                with contextlib.suppress(StoreWorkerError):
+                    await self.in_store("resume")
+
+    async def _committed(self, batch: list[Incoming], prepared: Prepared, result: IngestResult) -> None:
+        """What follows a batch's commit: metrics, the broker's acks and the devices' eacks, sync, configs."""
         done = time.monotonic()
         self.metrics.observe_many("commit_latency_seconds", [done - i.received for i in batch])
         self.metrics.inc("messages_committed", result.new)
@@ -169,6 +183,11 @@ class Gateway:
         if self.downlink is not None:
             for device, config_version in result.births:
                 await self.downlink.device_online(device, config_version)
+
+    async def _write_batch(self, batch: list[Incoming], prepared: Prepared | None = None) -> None:
+        if prepared is None:
+            prepared = self._prepare(batch)
+        await self._committed(batch, prepared, await self._commit(batch, prepared))
 
     async def _ingest_local(self, raw: list[tuple[str, bytes]]) -> None:
         """Messages the gateway makes itself on behalf of a device (a serial-wired display)."""
@@ -203,9 +222,38 @@ class Gateway:
             await self._prepared.put((batch, self._prepare(batch)))
 
     async def _writer(self) -> None:
-        while True:
-            batch, prepared = await self._prepared.get()
-            await self._write_batch(batch, prepared)
+        # Each prepared batch is sent to the store worker at once, up to COMMITS_AHEAD batches before the
+        # oldest one's answer: the worker starts the next commit as soon as it has answered one, and the
+        # acks of one batch go out while the next commits.
+        queue = self._prepared
+        sent: deque[tuple[list[Incoming], Prepared, asyncio.Future[Any], float]] = deque()
+        taking: asyncio.Future[tuple[list[Incoming], Prepared]] | None = None
+        answered = time.monotonic()
+        try:
+            while True:
+                if taking is None and len(sent) < COMMITS_AHEAD:
+                    taking = asyncio.ensure_future(queue.get())
+                waits: list[asyncio.Future[Any]] = [] if taking is None else [taking]
+                if sent:
+                    waits.append(sent[0][2])
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                if taking is not None and taking.done():
+                    batch, prepared = taking.result()
+                    taking = None
+                    sent.append((batch, prepared, asyncio.ensure_future(self.in_store("commit", prepared)),
+                                 time.monotonic()))
+                if sent and sent[0][2].done():
+                    batch, prepared, answer, began = sent.popleft()
+                    if not answer.exception():
+                        # The worker's time on this batch: from when it could start it to its answer.
+                        now = time.monotonic()
+                        self.metrics.observe("store_commit_seconds", now - max(began, answered))
+                        answered = now
+                    await self._committed(batch, prepared, await self._commit(batch, prepared, answer))
+        finally:
+            for future in [taking, *(answer for _, _, answer, _ in sent)]:
+                if future is not None:
+                    future.cancel()
 
     async def _presence(self) -> None:
         while True:
@@ -295,6 +343,7 @@ class Gateway:
         self.priority_sync = CloudSync(self.settings, self.in_store, self.metrics, lane="priority")
         self.downlink = DownlinkRelay(self.settings, self.in_store, self.broker, self.metrics, displays=self.displays)
         log.info("gateway for school %s starting; store %s", self.settings.school, self.settings.db_path)
+        tune_gc()
         self.broker.start()
         started = time.monotonic()
         try:

@@ -4,19 +4,24 @@ Validating, pseudonymising and committing a message costs about as much Python t
 and acknowledging it. In one process the two share one interpreter lock and each halves the other's
 speed; with the store in its own process, the broker link and the store each have a core.
 
-The gateway talks to the worker with one request at a time over a pipe; a request is a Store method or
-`ingest`, which takes raw broker messages and returns what the gateway needs to acknowledge them.
+The gateway talks to the worker over a pipe; a request is a Store method, `ingest` (raw broker messages
+in, what the gateway needs to acknowledge them out) or `commit` (a batch prepared by the gateway). The
+worker answers requests in order; the gateway may send the next before the last is answered.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 import logging
 import multiprocessing
 import multiprocessing.connection
 import signal
 import threading
 import time
+from collections import deque
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +44,18 @@ _BODY_KINDS = frozenset((messages.BIRTH, messages.ACK, messages.TELEMETRY))
 
 class StoreWorkerError(GatewayError):
     """The store worker failed a request, or died."""
+
+
+# Young-object collections at most every this many allocations: a batch allocates tens of thousands of
+# short-lived objects, none of them in reference cycles.
+GC_THRESHOLDS = (50_000, 20, 100)
+
+
+def tune_gc() -> None:
+    """Collect young objects less often, and leave what start-up made out of the collector's passes."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 @functools.lru_cache(maxsize=65536)
@@ -223,11 +240,20 @@ class Ingestor:
         return self.store.prune(horizon)
 
 
+# Answers of the worker to requests it did not run.
+SKIPPED = "skipped: an earlier commit failed; the gateway sends it again first"
+
+
 def _worker_main(conn: multiprocessing.connection.Connection, settings: GatewaySettings) -> None:
     # Ctrl-C reaches the whole process group; the gateway decides when the worker stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     store = Store(settings.db_path)
     ingestor = Ingestor(settings, store)
+    tune_gc()
+    # The gateway sends the next batch's commit before the last one's answer is back. Once a commit
+    # fails, the commits after it are refused until the gateway says `resume`, so that batches are
+    # committed in the order they were delivered even when one has to be sent again.
+    halted = False
     try:
         # A gateway killed outright leaves the pipe closed or reset: the worker then just exits.
         try:
@@ -240,30 +266,84 @@ def _worker_main(conn: multiprocessing.connection.Connection, settings: GatewayS
             except (EOFError, OSError):
                 return
             try:
-                if method in ("ingest", "commit", "prune", "evaluate_rules"):
-                    reply: tuple[str, Any] = ("ok", getattr(ingestor, method)(*args))
+                if method == "exit":
+                    reply: tuple[str, Any] = ("ok", None)
+                elif method == "resume":
+                    halted = False
+                    reply = ("ok", None)
+                elif method == "commit" and halted:
+                    reply = ("error", SKIPPED)
+                elif method in ("ingest", "commit", "prune", "evaluate_rules"):
+                    reply = ("ok", getattr(ingestor, method)(*args))
                 else:
                     reply = ("ok", getattr(store, method)(*args))
             except Exception as exc:
+                halted = halted or method == "commit"
                 reply = ("error", f"{type(exc).__name__}: {exc}")
             try:
                 conn.send(reply)
             except (BrokenPipeError, EOFError, OSError):
                 return
+            if method == "exit":
+                return
     finally:
         store.close()
 
 
+class _Link:
+    """One worker process, its pipe, and the requests sent to it whose answers are still to come.
+
+    The worker answers in the order it was asked, so a reader thread hands each answer to the oldest
+    waiting request; when the worker dies, every waiting request fails."""
+
+    def __init__(self, process: Any, conn: multiprocessing.connection.Connection) -> None:
+        self.process = process
+        self.conn = conn
+        self.waiting: deque[tuple[str, Future[Any]]] = deque()
+        self.lock = threading.Lock()
+        self.lost = False
+        self.reader = threading.Thread(target=self._read, name="store-answers", daemon=True)
+        self.reader.start()
+
+    def usable(self) -> bool:
+        return not self.lost and self.process.is_alive()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                status, value = self.conn.recv()
+            except (EOFError, OSError):
+                break
+            with self.lock:
+                method, future = self.waiting.popleft()
+            if status == "ok":
+                future.set_result(value)
+            else:
+                future.set_exception(StoreWorkerError(f"store {method} failed: {value}"))
+        with self.lock:
+            self.lost = True
+            waiting, self.waiting = list(self.waiting), deque()
+        for method, future in waiting:
+            future.set_exception(StoreWorkerError(f"the store worker died during {method}"))
+
+
 class StoreWorker:
-    """The gateway's handle on its store process; calls are blocking and must not overlap."""
+    """The gateway's handle on its store process.
+
+    `submit` sends a request and returns a future of its answer at once, so that the next batch can be
+    on its way to the worker while the worker commits the one before; answers come in request order.
+    `call` sends and waits. A worker that died is replaced by the next request."""
 
     def __init__(self, settings: GatewaySettings) -> None:
         self._settings = settings
         self._ctx = multiprocessing.get_context("spawn")
-        self._lock = threading.Lock()
-        self._conn: multiprocessing.connection.Connection | None = None
-        self._process: Any = None
+        self._send_lock = threading.Lock()
+        self._link: _Link | None = None
         self.restarts = 0
+
+    @property
+    def _process(self) -> Any:
+        return None if self._link is None else self._link.process
 
     def start(self) -> None:
         """Start the worker and wait until its store is open."""
@@ -281,39 +361,61 @@ class StoreWorker:
             parent.recv()
         except EOFError as exc:
             raise StoreWorkerError(f"the store worker could not open {settings.db_path}") from exc
-        self._conn, self._process = parent, process
+        self._link = _Link(process, parent)
+
+    def submit(self, method: str, *args: Any) -> Future[Any]:
+        """Send a request (a Store method, `ingest`, `commit`, `resume`...) to the worker; the future
+        holds its answer, or a StoreWorkerError. Blocks while the worker has not read earlier requests."""
+        future: Future[Any] = Future()
+        with self._send_lock:
+            link = self._link
+            if link is None or not link.usable():
+                self._restart()
+                link = self._link
+            assert link is not None
+            with link.lock:
+                if link.lost:
+                    future.set_exception(StoreWorkerError(f"the store worker died before {method}"))
+                    return future
+                link.waiting.append((method, future))
+            try:
+                link.conn.send((method, args))
+            except (BrokenPipeError, EOFError, OSError):
+                # The reader sees the pipe closed too, and fails the request with the others.
+                pass
+        return future
 
     def call(self, method: str, *args: Any) -> Any:
         """Run a Store method (or `ingest`) in the worker and return its result."""
-        with self._lock:
-            if self._conn is None or not self._process.is_alive():
-                self._restart()
-            assert self._conn is not None
-            try:
-                self._conn.send((method, args))
-                status, value = self._conn.recv()
-            except (EOFError, BrokenPipeError, OSError) as exc:
-                self._conn = None
-                raise StoreWorkerError(f"the store worker died during {method}") from exc
-        if status != "ok":
-            raise StoreWorkerError(f"store {method} failed: {value}")
-        return value
+        return self.submit(method, *args).result()
 
     def _restart(self) -> None:
-        if self._process is not None:
-            log.error("store worker exited with %s; starting a new one", self._process.exitcode)
+        if self._link is not None:
+            self._link.process.join(1.0)
+            if self._link.process.is_alive():
+                self._link.process.kill()
+                self._link.process.join()
+            log.error("store worker exited with %s; starting a new one", self._link.process.exitcode)
+            self._link.conn.close()
+            self._link = None
             self.restarts += 1
             time.sleep(min(5.0, 0.5 * self.restarts))
         self.start()
 
     def close(self, timeout: float = 10.0) -> None:
-        """Let the worker finish what it is doing and exit."""
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-            if self._process is not None:
-                self._process.join(timeout)
-                if self._process.is_alive():
-                    self._process.kill()
-                    self._process.join()
+        """Let the worker finish what it was asked and exit."""
+        with self._send_lock:
+            link, self._link = self._link, None
+        if link is None:
+            return
+        if link.usable():
+            with link.lock:
+                link.waiting.append(("exit", Future()))
+            with contextlib.suppress(BrokenPipeError, EOFError, OSError):
+                link.conn.send(("exit", ()))
+        link.process.join(timeout)
+        if link.process.is_alive():
+            link.process.kill()
+            link.process.join()
+        link.reader.join(timeout)
+        link.conn.close()

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 from pathlib import Path
 
 import pytest
 
 from gateway.config import GatewaySettings
-from gateway.ingest import Ingestor, StoreWorker, StoreWorkerError
+from gateway.ingest import Ingestor, StoreWorker, StoreWorkerError, prepare
 from gateway.privacy import card_pseudonym
 from gateway.store import Store
 from protocol import messages, topics
@@ -131,5 +133,52 @@ def test_the_worker_process_answers_and_reports_failures(tmp_path: Path) -> None
         assert worker.call("backlog")[0] == 1
         assert worker.restarts == 1
         assert json.loads(json.dumps(worker.call("devices")))[0]["id"] == DEV
+    finally:
+        worker.close()
+
+
+def test_commits_sent_ahead_of_a_failed_one_wait_for_it(tmp_path: Path) -> None:
+    """The gateway sends the next batch before the last one's answer; after a failed commit the worker
+    refuses the ones sent after it until told to resume, so batches are committed in their order."""
+    worker = StoreWorker(settings(tmp_path))
+    worker.start()
+    try:
+        good = prepare(SCHOOL, SECRET, [raw(messages.BIRTH, 0), raw(messages.ATTENDANCE, 1)])
+        broken = prepare(SCHOOL, SECRET, [raw(messages.ATTENDANCE, 2)])
+        # A record the store cannot take, failing its batch as a full disk would.
+        broken.accepted[0] = broken.accepted[0]._replace(boot="not hex")
+        first, second = worker.submit("commit", broken), worker.submit("commit", good)
+        with pytest.raises(StoreWorkerError, match="ValueError"):
+            first.result(30)
+        with pytest.raises(StoreWorkerError, match="earlier commit failed"):
+            second.result(30)
+        # Other requests are answered meanwhile; nothing was committed.
+        assert worker.call("backlog")[0] == 0
+        worker.call("resume")
+        assert worker.call("commit", good).new == 2
+        answers = [worker.submit("commit", prepare(SCHOOL, SECRET, [raw(messages.ATTENDANCE, seq)]))
+                   for seq in range(3, 13)]
+        assert [answer.result(30).new for answer in answers] == [1] * 10
+        assert [record["seq"] for record in worker.call("pending", 100)] == [0, 1, *range(3, 13)]
+    finally:
+        worker.close()
+
+
+def test_requests_waiting_on_a_worker_that_dies_fail_and_the_next_one_restarts_it(tmp_path: Path) -> None:
+    worker = StoreWorker(settings(tmp_path))
+    worker.start()
+    try:
+        worker.call("commit", prepare(SCHOOL, SECRET, [raw(messages.BIRTH, 0)]))
+        # Stopped, the worker cannot answer what is sent to it before it is killed.
+        os.kill(worker._process.pid, signal.SIGSTOP)
+        tap = prepare(SCHOOL, SECRET, [raw(messages.ATTENDANCE, 1)])
+        waiting = [worker.submit("backlog"), worker.submit("commit", tap)]
+        worker._process.kill()
+        worker._process.join()
+        for answer in waiting:
+            with pytest.raises(StoreWorkerError, match="died"):
+                answer.result(30)
+        assert worker.call("backlog")[0] == 1
+        assert worker.restarts == 1
     finally:
         worker.close()
