@@ -163,6 +163,7 @@ class Gateway:
         """What follows a batch's commit: metrics, the broker's acks and the devices' eacks, sync, configs."""
         done = time.monotonic()
         self.metrics.observe_many("commit_latency_seconds", [done - i.received for i in batch])
+        self.metrics.set("store_last_commit_timestamp_seconds", round(time.time(), 3))
         self.metrics.inc("messages_committed", result.new)
         self.metrics.inc("messages_duplicate", result.duplicate)
         if result.empty:
