@@ -11,6 +11,8 @@ Prints `msgs_per_s=<n> commit_p99_ms=<n> broker_ceiling_msgs_per_s=<n> ratio=<n>
   commit that holds it, as the gateway itself measures it.
 - broker_ceiling_msgs_per_s is Mosquitto's own delivery rate, in the same run, of the same number of
   QoS 0 messages of the same sizes from `mosquitto_pub -l` to one `mosquitto_sub`.
+- broker_mix_ceiling_msgs_per_s is its delivery rate of the gateway's own load (the same publishers and
+  mix, 40% QoS 1) to one `mosquitto_sub` at QoS 1, which stores nothing and acknowledges on arrival.
 - The gateway's cloud is unreachable during the run, so that only ingest is measured; its records stay
   in the store's backlog.
 """
@@ -66,7 +68,8 @@ def publish_packet(topic: str, payload: bytes, qos: int, packet_id: int) -> byte
     return bytes([0x30 | (qos << 1)]) + _varint(len(body)) + body
 
 
-def device_messages(index: int, count: int, rng: random.Random) -> list[tuple[str, bytes, int]]:
+def device_messages(index: int, count: int, rng: random.Random,
+                    school: str = SCHOOL) -> list[tuple[str, bytes, int]]:
     """`count` messages of one simulated device, in the order it would send them."""
     mac = bytes([0x24, 0x6F, 0, index >> 16 & 255, index >> 8 & 255, index & 255])
     device = topics.device_id_from_mac(mac)
@@ -74,7 +77,7 @@ def device_messages(index: int, count: int, rng: random.Random) -> list[tuple[st
     now = int(time.time())
     birth = messages.message(messages.BIRTH, device, boot, 0, now, {
         "role": "attendance", "fw": "1.0.0", "app": "1.0.0", "reset": "power_on", "health_s": 60})
-    out = [(topics.up(SCHOOL, device, topics.STATUS), messages.encode(birth), 1)]
+    out = [(topics.up(school, device, topics.STATUS), messages.encode(birth), 1)]
     for seq in range(1, count):
         roll = rng.random()
         if roll < EVENT_SHARE:
@@ -90,15 +93,15 @@ def device_messages(index: int, count: int, rng: random.Random) -> list[tuple[st
             msg = messages.message(messages.TELEMETRY, device, boot, seq, now, {
                 "readings": {"temp_c": 21.5, "rh": 40.1, "co2_ppm": 650, "pm25": 12, "lux": 400}})
             qos = 0
-        out.append((topics.up(SCHOOL, device, messages.leaf_of(msg["kind"])), messages.encode(msg), qos))
+        out.append((topics.up(school, device, messages.leaf_of(msg["kind"])), messages.encode(msg), qos))
     return out
 
 
 def publisher(port: int, first_device: int, devices: int, per_device: int, seed: int,
-              ready: multiprocessing.synchronize.Barrier) -> None:  # type: ignore[name-defined]
+              ready: multiprocessing.synchronize.Barrier, school: str = SCHOOL) -> None:  # type: ignore[name-defined]
     """One publishing process: interleaves its devices' messages and sends them as fast as it can."""
     rng = random.Random(seed)
-    streams = [device_messages(first_device + i, per_device, rng) for i in range(devices)]
+    streams = [device_messages(first_device + i, per_device, rng, school) for i in range(devices)]
     packets = bytearray()
     packet_id = 0
     for step in range(per_device):
@@ -192,6 +195,36 @@ def measure_ceiling(broker: Mosquitto, payloads: list[bytes], workdir: Path, pub
     return total / (time.monotonic() - started)
 
 
+def measure_mix_ceiling(broker: Mosquitto, devices: int, per_device: int, publishers: int) -> float:
+    """Mosquitto's delivery rate of the gateway's own load (same publishers, same mix of QoS 1 and 0) to
+    one `mosquitto_sub` subscribed at QoS 1, which acknowledges each message as it arrives."""
+    school = "CEILING1"
+    per_pub = devices // publishers
+    total = per_pub * publishers * per_device
+    sub = subprocess.Popen(["mosquitto_sub", "-p", str(broker.port), "-t", topics.school_uplink_filter(school),
+                            "-C", str(total), "-q", "1"], stdout=subprocess.DEVNULL)
+    ready = multiprocessing.Barrier(publishers + 1)
+    procs = [
+        multiprocessing.Process(
+            target=publisher, args=(broker.port, p * per_pub, per_pub, per_device, p, ready, school))
+        for p in range(publishers)
+    ]
+    for p in procs:
+        p.start()
+    time.sleep(0.5)  # the subscription is in place before the publishers start
+    ready.wait()
+    started = time.monotonic()
+    try:
+        sub.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        sub.kill()
+        raise RuntimeError("mosquitto_sub did not receive every message of the mix") from None
+    elapsed = time.monotonic() - started
+    for p in procs:
+        p.join()
+    return total / elapsed
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -262,6 +295,7 @@ def main() -> int:
             rate = committed / elapsed
             sample = device_messages(0, 1000, random.Random(1))
             ceiling = measure_ceiling(broker, [p for _, p, _ in sample] * max(1, total // 1000), root, 4)
+            mix_ceiling = measure_mix_ceiling(broker, args.devices, args.per_device, args.publishers)
         finally:
             gateway.stop()
             broker.stop()
@@ -274,6 +308,7 @@ def main() -> int:
     print(f"gateway_cpu_us_per_msg={sum(per_msg):.1f} broker_link_cpu_us_per_msg={per_msg[0]:.1f} "
           f"store_cpu_us_per_msg={sum(per_msg[1:]):.1f} "
           f"broker_cpu_us_per_msg={broker_cpu / max(committed, 1) * 1e6:.1f}")
+    print(f"broker_mix_ceiling_msgs_per_s={mix_ceiling:.0f} ratio_to_mix_ceiling={rate / mix_ceiling:.2f}")
     print(f"msgs_per_s={rate:.0f} commit_p99_ms={p99 * 1000:.1f} broker_ceiling_msgs_per_s={ceiling:.0f} "
           f"ratio={rate / ceiling:.2f}")
     return 0
