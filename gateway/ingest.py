@@ -316,6 +316,9 @@ class _Link:
                 break
             with self.lock:
                 method, future = self.waiting.popleft()
+            # A request whose asker gave up (a cancelled task) is answered all the same, to no one.
+            if not future.set_running_or_notify_cancel():
+                continue
             if status == "ok":
                 future.set_result(value)
             else:
@@ -324,7 +327,8 @@ class _Link:
             self.lost = True
             waiting, self.waiting = list(self.waiting), deque()
         for method, future in waiting:
-            future.set_exception(StoreWorkerError(f"the store worker died during {method}"))
+            if future.set_running_or_notify_cancel():
+                future.set_exception(StoreWorkerError(f"the store worker died during {method}"))
 
 
 class StoreWorker:
@@ -375,6 +379,7 @@ class StoreWorker:
             assert link is not None
             with link.lock:
                 if link.lost:
+                    future.set_running_or_notify_cancel()
                     future.set_exception(StoreWorkerError(f"the store worker died before {method}"))
                     return future
                 link.waiting.append((method, future))

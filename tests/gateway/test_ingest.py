@@ -182,3 +182,18 @@ def test_requests_waiting_on_a_worker_that_dies_fail_and_the_next_one_restarts_i
         assert worker.restarts == 1
     finally:
         worker.close()
+
+
+def test_an_answer_nobody_waits_for_any_more_does_not_stop_the_answers_after_it(tmp_path: Path) -> None:
+    worker = StoreWorker(settings(tmp_path))
+    worker.start()
+    try:
+        os.kill(worker._process.pid, signal.SIGSTOP)
+        abandoned = worker.submit("backlog")
+        wanted = worker.submit("commit", prepare(SCHOOL, SECRET, [raw(messages.BIRTH, 0)]))
+        assert abandoned.cancel()
+        os.kill(worker._process.pid, signal.SIGCONT)
+        assert wanted.result(30).new == 1
+        assert worker.call("backlog")[0] == 1
+    finally:
+        worker.close()
