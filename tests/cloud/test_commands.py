@@ -1,6 +1,8 @@
 """Commands fanned out to devices, the gateway's long-poll downlink, acks and command_status turning into
 states, expiry, and desired against reported configuration. SQLite and PostgreSQL."""
 
+import asyncio
+import json
 import threading
 import time
 from datetime import timedelta
@@ -139,6 +141,35 @@ def test_the_downlink_waits_until_a_command_is_queued(client, world, devices):
 
     assert [c["device"] for c in answer["response"].json()["commands"]] == [DEVICE_C]
     assert 0.8 <= answer["took"] < 5
+
+
+def test_a_downlink_whose_gateway_has_gone_leaves_the_commands_queued(client, world, devices):
+    """A long-poll whose gateway disconnected (stopped, or gave up waiting) must not mark commands sent:
+    no one would relay them. It ends at once; the gateway's next poll gets them."""
+    client.post(f"{API}/commands", json={"target": {"device": DEVICE_C}, "name": "ping"}, headers=world.user("admin1"))
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+        "path": f"{API}/gateway/downlink", "raw_path": f"{API}/gateway/downlink".encode(), "root_path": "",
+        "query_string": b"wait=10", "server": ("cloud", 80), "client": ("127.0.0.1", 50000),
+        "headers": [(b"host", b"cloud"), *((k.lower().encode(), v.encode()) for k, v in world.gateway("s1").items())],
+    }
+    sent: list[dict] = []
+
+    async def gone() -> dict:
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    async def poll() -> None:
+        await asyncio.wait_for(client.app(scope, gone, send), timeout=8)
+
+    started = time.monotonic()
+    asyncio.run(poll())
+
+    assert time.monotonic() - started < 5
+    assert sent[0]["status"] == 200 and json.loads(sent[1]["body"])["commands"] == []
+    assert [c["device"] for c in downlink(client, world).json()["commands"]] == [DEVICE_C]
 
 
 def test_an_empty_downlink_returns_after_the_wait(client, world, devices):

@@ -217,6 +217,10 @@ async def downlink(
     # dozen schools long-polling, the pool runs dry.
     session.close()
     while True:
+        if await request.is_disconnected():
+            # The gateway has gone (stopped, or gave up on this request): what is queued for it stays
+            # queued for its next poll instead of being marked sent to no one.
+            return Downlink(commands=[], configs=[], config_cursor=config_cursor)
         found = await run_in_threadpool(_take_downlink, engine, school_code, config_cursor)
         if found.commands or found.configs or time.monotonic() >= deadline:
             return found
