@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 import socket
@@ -123,11 +124,12 @@ class Gateway:
         self._status: Any = None
         self.status_port: int | None = None
 
-    async def in_store(self, method: str, *args: Any) -> Any:
-        """Run a Store method in the store worker, off the event loop."""
+    async def in_store(self, method: str, *args: Any, chained: bool = False) -> Any:
+        """Run a Store method in the store worker, off the event loop (see StoreWorker.submit)."""
         loop = asyncio.get_running_loop()
         # Sent from the executor's one thread, in the order asked: sending blocks while the worker is busy.
-        answer = await loop.run_in_executor(self._executor, self.store.submit, method, *args)
+        answer = await loop.run_in_executor(
+            self._executor, functools.partial(self.store.submit, method, *args, chained=chained))
         return await asyncio.wrap_future(answer)
 
     def _prepare(self, batch: list[Incoming]) -> Prepared:
@@ -241,16 +243,24 @@ class Gateway:
                 if taking is not None and taking.done():
                     batch, prepared = taking.result()
                     taking = None
-                    sent.append((batch, prepared, asyncio.ensure_future(self.in_store("commit", prepared)),
-                                 time.monotonic()))
+                    commit = self.in_store("commit", prepared, chained=bool(sent))
+                    sent.append((batch, prepared, asyncio.ensure_future(commit), time.monotonic()))
                 if sent and sent[0][2].done():
                     batch, prepared, answer, began = sent.popleft()
-                    if not answer.exception():
+                    if answer.exception() is None:
                         # The worker's time on this batch: from when it could start it to its answer.
                         now = time.monotonic()
                         self.metrics.observe("store_commit_seconds", now - max(began, answered))
+                        self.metrics.observe("write_batch_messages", len(batch))
                         answered = now
-                    await self._committed(batch, prepared, await self._commit(batch, prepared, answer))
+                        await self._committed(batch, prepared, answer.result())
+                        continue
+                    # The batch failed, and so did every one sent after it (the worker refuses those, or
+                    # died): all of them go in again, in their order, before anything new is sent.
+                    again = [(batch, prepared, answer), *((b, p, a) for b, p, a, _ in sent)]
+                    sent.clear()
+                    for batch, prepared, answer in again:
+                        await self._committed(batch, prepared, await self._commit(batch, prepared, answer))
         finally:
             for future in [taking, *(answer for _, _, answer, _ in sent)]:
                 if future is not None:

@@ -296,7 +296,8 @@ class _Link:
     The worker answers in the order it was asked, so a reader thread hands each answer to the oldest
     waiting request; when the worker dies, every waiting request fails."""
 
-    def __init__(self, process: Any, conn: multiprocessing.connection.Connection) -> None:
+    def __init__(self, process: Any, conn: multiprocessing.connection.Connection, generation: int) -> None:
+        self.generation = generation
         self.process = process
         self.conn = conn
         self.waiting: deque[tuple[str, Future[Any]]] = deque()
@@ -343,6 +344,8 @@ class StoreWorker:
         self._ctx = multiprocessing.get_context("spawn")
         self._send_lock = threading.Lock()
         self._link: _Link | None = None
+        self._generation = 0
+        self._chain_generation = 0
         self.restarts = 0
 
     @property
@@ -365,18 +368,29 @@ class StoreWorker:
             parent.recv()
         except EOFError as exc:
             raise StoreWorkerError(f"the store worker could not open {settings.db_path}") from exc
-        self._link = _Link(process, parent)
+        self._generation += 1
+        self._link = _Link(process, parent, self._generation)
 
-    def submit(self, method: str, *args: Any) -> Future[Any]:
+    def submit(self, method: str, *args: Any, chained: bool = False) -> Future[Any]:
         """Send a request (a Store method, `ingest`, `commit`, `resume`...) to the worker; the future
-        holds its answer, or a StoreWorkerError. Blocks while the worker has not read earlier requests."""
+        holds its answer, or a StoreWorkerError. Blocks while the worker has not read earlier requests.
+
+        A `chained` commit (one sent while the commit before it is unanswered) must reach the worker that
+        commit went to: if that worker has died or been replaced since, it fails at once instead of
+        reaching a new worker ahead of the commit before it, which is to be sent again."""
         future: Future[Any] = Future()
         with self._send_lock:
             link = self._link
+            if chained and (link is None or not link.usable() or link.generation != self._chain_generation):
+                future.set_running_or_notify_cancel()
+                future.set_exception(StoreWorkerError(f"the store worker was replaced before {method}"))
+                return future
             if link is None or not link.usable():
                 self._restart()
                 link = self._link
             assert link is not None
+            if method == "commit":
+                self._chain_generation = link.generation
             with link.lock:
                 if link.lost:
                     future.set_running_or_notify_cancel()

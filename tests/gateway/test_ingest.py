@@ -197,3 +197,22 @@ def test_an_answer_nobody_waits_for_any_more_does_not_stop_the_answers_after_it(
         assert worker.call("backlog")[0] == 1
     finally:
         worker.close()
+
+
+def test_a_chained_commit_never_reaches_a_worker_that_replaced_the_one_before(tmp_path: Path) -> None:
+    worker = StoreWorker(settings(tmp_path))
+    worker.start()
+    try:
+        os.kill(worker._process.pid, signal.SIGSTOP)
+        first = worker.submit("commit", prepare(SCHOOL, SECRET, [raw(messages.BIRTH, 0)]))
+        worker._process.kill()
+        worker._process.join()
+        # Something else restarts the worker before the next commit is sent.
+        assert worker.call("backlog")[0] == 0
+        second = worker.submit("commit", prepare(SCHOOL, SECRET, [raw(messages.ATTENDANCE, 1)]), chained=True)
+        for answer in (first, second):
+            with pytest.raises(StoreWorkerError):
+                answer.result(30)
+        assert worker.call("backlog")[0] == 0
+    finally:
+        worker.close()
