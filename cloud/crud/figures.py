@@ -1,22 +1,24 @@
 """Operating figures per county, school or contractor: online rate, fault rate, MTTR, MTBF, SLA compliance,
 smart-blackboard coverage and usage. docs/figures.md gives every formula."""
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from operator import itemgetter
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel
 from sqlalchemy import and_, case, distinct, exists, func, or_, text
 from sqlalchemy import select as sql_select
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.sql import ColumnElement
 from sqlmodel import Session, col, select
 
 from cloud.crud.access import COUNTY_ROLES, district_schools, read_scope, team_of
 from cloud.crud.history import ROLLUP_MARK
 from cloud.crud.summaries import SummaryState, local_day_bounds, one_of, summary_state, usage_per_day
-from cloud.crud.teams import school_calendar
+from cloud.crud.teams import school_calendars
 from cloud.errors import AccessDenied, InvalidInput, NotFound
 from cloud.models import (
     Classroom,
@@ -59,10 +61,19 @@ class Tally:
     used_blackboard_days: int = 0
     blackboard_hours: float = 0.0
 
-    def add(self, other: "Tally") -> None:
-        """Add another school's counts to these."""
-        for spec in fields(self):
-            setattr(self, spec.name, getattr(self, spec.name) + getattr(other, spec.name))
+    @classmethod
+    def total(cls, tallies: Sequence["Tally"]) -> "Tally":
+        """The sums of these schools' counts, each added up in the schools' order."""
+        total = cls()
+        for name in _TALLY_FIELDS:
+            value = getattr(total, name)
+            for tally in tallies:
+                value += getattr(tally, name)
+            setattr(total, name, value)
+        return total
+
+
+_TALLY_FIELDS = tuple(spec.name for spec in fields(Tally))
 
 
 class Figures(BaseModel):
@@ -124,15 +135,33 @@ def _figures(tally: Tally) -> dict[str, Any]:
 # ---- scope ---------------------------------------------------------------------------------------
 
 
+class _School(NamedTuple):
+    """What a report needs of a school."""
+
+    code: str
+    name: str
+    timezone: str
+    district_code: str | None
+
+
+_SCHOOL_COLUMNS = (col(School.code), col(School.name), col(School.timezone), col(School.district_code))
+
+
+def _schools(session: Session, statement: Any) -> list[_School]:
+    return [_School(*row) for row in session.execute(statement).all()]
+
+
 @dataclass(frozen=True)
 class Reach:
     """The schools a report covers, and for a contractor the team and the roles it covers per district."""
 
-    schools: list[School]
+    schools: list[_School]
     team_id: int | None = None
     roles: dict[str | None, frozenset[str]] | None = None
+    # The schools are every school there is: counts over all of them need no condition on the school.
+    every_school: bool = False
 
-    def device_roles(self, school: School) -> frozenset[str] | None:
+    def device_roles(self, school: _School) -> frozenset[str] | None:
         """Device roles counted at `school`; None for every role."""
         if self.roles is None:
             return None
@@ -159,10 +188,13 @@ def _reach(session: Session, user: User, scope: str, scope_id: str | None) -> Re
             roles.setdefault(row.district_code, set()).add(row.device_role)
         if user.role in COUNTY_ROLES and user.district_code is not None:
             roles = {d: r for d, r in roles.items() if d == user.district_code}
-        schools = session.exec(
-            select(School).where(col(School.district_code).in_(sorted(d for d in roles if d))).order_by(School.code)
-        ).all()
-        return Reach(list(schools), team.id, {d: frozenset(r) for d, r in roles.items()})
+        schools = _schools(
+            session,
+            sql_select(*_SCHOOL_COLUMNS)
+            .where(col(School.district_code).in_(sorted(d for d in roles if d)))
+            .order_by(School.code),
+        )
+        return Reach(schools, team.id, {d: frozenset(r) for d, r in roles.items()})
     if user.role not in (*COUNTY_ROLES, "school_admin"):
         raise AccessDenied(f"the role {user.role} sees contractor figures only (scope=contractor)")
     allowed = read_scope(session, user)
@@ -172,19 +204,21 @@ def _reach(session: Session, user: User, scope: str, scope_id: str | None) -> Re
         school = session.get(School, scope_id)
         if school is None or not allowed.allows_school(scope_id):
             raise NotFound(f"school {scope_id} not found")
-        return Reach([school])
+        return Reach([_School(school.code, school.name, school.timezone, school.district_code)])
     if scope != "county":
         raise InvalidInput("scope must be county, school or contractor")
     if user.role == "school_admin":
         raise AccessDenied("a school admin sees the figures of their school (scope=school)")
-    statement = select(School).order_by(School.code)
+    statement = sql_select(*_SCHOOL_COLUMNS).order_by(School.code)
     if scope_id is not None:
         if user.district_code not in (None, scope_id):
             raise NotFound(f"district {scope_id} not found")
         statement = statement.where(col(School.code).in_(sorted(district_schools(session, scope_id))))
     elif user.district_code is not None:
         statement = statement.where(col(School.code).in_(sorted(district_schools(session, user.district_code))))
-    return Reach(list(session.exec(statement).all()))
+    else:
+        return Reach(_schools(session, statement), every_school=True)
+    return Reach(_schools(session, statement))
 
 
 # ---- the counts ----------------------------------------------------------------------------------
@@ -222,21 +256,24 @@ class _Group:
 
 
 def _groups(session: Session, reach: Reach) -> list[_Group]:
-    calendars: dict[tuple[str | None, str], Calendar] = {}
+    calendars = school_calendars(session, [(school.district_code, school.timezone) for school in reach.schools])
     members: dict[tuple[tuple[str | None, str], frozenset[str] | None], list[str]] = {}
     for school in reach.schools:
         key = (school.district_code, school.timezone)
-        if key not in calendars:
-            calendars[key] = school_calendar(session, school)
         members.setdefault((key, reach.device_roles(school)), []).append(school.code)
     return [_Group(calendars[key], roles, tuple(codes)) for (key, roles), codes in members.items()]
 
 
+def _in_schools(column: Any, codes: Sequence[str], every: bool) -> list[ColumnElement[bool]]:
+    """`column IN codes`; no condition at all when the codes are every school there is (`every`)."""
+    return [] if every else [column.in_(list(codes))]
+
+
 def _device_filter(
-    session: Session, codes: Sequence[str], roles: frozenset[str] | None, device: Any
+    session: Session, codes: Sequence[str], roles: frozenset[str] | None, device: Any, every: bool = False
 ) -> list[ColumnElement[bool]]:
-    """Devices of these schools, of these roles (None: every role)."""
-    conditions = [one_of(session, device.c.school_code, codes)]
+    """Devices of these schools (`every`: of all schools), of these roles (None: every role)."""
+    conditions = [] if every else [one_of(session, device.c.school_code, codes)]
     if roles is not None:
         conditions.append(device.c.role.in_(sorted(roles)))
     return conditions
@@ -246,8 +283,19 @@ def _per_school(session: Session, statement: Any) -> dict[str, tuple[Any, ...]]:
     return {row[0]: tuple(row[1:]) for row in session.execute(statement).all()}
 
 
+def _hours_between(column: Any, hours: Sequence[datetime]) -> list[ColumnElement[bool]]:
+    """`column` between the first and the last of `hours`: implied by `column` being one of them, but a range
+    lets the planner look up the indexed column's actual bounds, so that hours past the newest row (today's,
+    not rolled up yet) are estimated as the few rows they are and not as a whole hour of every device."""
+    return [column >= min(hours), column <= max(hours)]
+
+
 def _online_hours(
-    session: Session, codes: Sequence[str], roles: frozenset[str] | None, hours: Sequence[datetime]
+    session: Session,
+    codes: Sequence[str],
+    roles: frozenset[str] | None,
+    hours: Sequence[datetime],
+    every: bool = False,
 ) -> dict[str, int]:
     """Per school, the (device, service hour) pairs with a health report: an hourly roll-up, or samples
     not rolled up yet. A roll-up is unique per device and hour, so only samples without one are added."""
@@ -258,7 +306,11 @@ def _online_hours(
     rolled_up = (
         sql_select(device.c.school_code, func.count())
         .select_from(hourly.join(device, device.c.id == hourly.c.device_id))
-        .where(one_of(session, hourly.c.hour, hours), *_device_filter(session, codes, roles, device))
+        .where(
+            one_of(session, hourly.c.hour, hours),
+            *_hours_between(hourly.c.hour, hours),
+            *_device_filter(session, codes, roles, device, every),
+        )
         .group_by(device.c.school_code)
     )
     counts = {code: int(row[0]) for code, row in _per_school(session, rolled_up).items()}
@@ -266,6 +318,7 @@ def _online_hours(
         sql_select(sample.c.device_id, sample.c.hour)
         .where(
             one_of(session, sample.c.hour, hours),
+            *_hours_between(sample.c.hour, hours),
             ~exists().where(hourly.c.device_id == sample.c.device_id, hourly.c.hour == sample.c.hour),
         )
         .distinct()
@@ -274,7 +327,7 @@ def _online_hours(
     samples = (
         sql_select(device.c.school_code, func.count())
         .select_from(pending.join(device, device.c.id == pending.c.device_id))
-        .where(*_device_filter(session, codes, roles, device))
+        .where(*_device_filter(session, codes, roles, device, every))
         .group_by(device.c.school_code)
     )
     for code, row in _per_school(session, samples).items():
@@ -282,14 +335,26 @@ def _online_hours(
     return counts
 
 
-def _usage(session: Session, codes: Sequence[str], timezone: str, days: Sequence[date]) -> dict[str, tuple[float, int]]:
+def _sum_per_school(rows: Iterable[Sequence[Any]]) -> dict[str, tuple[float, int]]:
+    """Per school, the sums of (school, day, hours, used) rows given in day order: each school's hours are
+    added day by day from 0.0, so that the summaries and the raw history give the same float."""
+    hours_of: dict[str, float] = {}
+    used_of: dict[str, int] = {}
+    for code, _day, hours, used in rows:
+        hours_of[code] = hours_of.get(code, 0.0) + float(hours)
+        used_of[code] = used_of.get(code, 0) + int(used)
+    return {code: (hours, used_of[code]) for code, hours in hours_of.items()}
+
+
+def _usage(
+    session: Session, codes: Sequence[str], timezone: str, days: Sequence[date], every: bool = False
+) -> dict[str, tuple[float, int]]:
     """Per school, the blackboards' hours on summed over the service days, and the (board, day) pairs used,
     from the raw usage counters (summaries.usage_per_day has the rule)."""
-    totals: dict[str, tuple[float, int]] = {}
-    for (code, _day), (hours, used) in sorted(usage_per_day(session, codes, timezone, days).items()):
-        total, count = totals.get(code, (0.0, 0))
-        totals[code] = (total + hours, count + used)
-    return totals
+    usage = usage_per_day(session, codes, timezone, days, every=every)
+    return _sum_per_school(
+        sorted(((code, day, hours, used) for (code, day), (hours, used) in usage.items()), key=itemgetter(1))
+    )
 
 
 # ---- the counts from the daily summaries -----------------------------------------------------------
@@ -300,7 +365,11 @@ def _usage(session: Session, codes: Sequence[str], timezone: str, days: Sequence
 
 
 def _online_summary(
-    session: Session, codes: Sequence[str], roles: frozenset[str] | None, hours: Sequence[datetime]
+    session: Session,
+    codes: Sequence[str],
+    roles: frozenset[str] | None,
+    hours: Sequence[datetime],
+    every: bool = False,
 ) -> dict[str, int]:
     """Per school, the (device, service hour) pairs with a roll-up, from the daily summaries."""
     if not hours or not codes:
@@ -320,7 +389,7 @@ def _online_summary(
         ),
         else_=0,
     )
-    conditions = [table.c.school_code.in_(list(codes)), table.c.day.in_(sorted(masks))]
+    conditions = [*_in_schools(table.c.school_code, codes, every), table.c.day.in_(sorted(masks))]
     if roles is not None:
         conditions.append(table.c.role.in_(sorted(roles)))
     statement = sql_select(table.c.school_code, func.sum(online)).where(*conditions).group_by(table.c.school_code)
@@ -328,7 +397,11 @@ def _online_summary(
 
 
 def _online_pending(
-    session: Session, codes: Sequence[str], roles: frozenset[str] | None, hours: Sequence[datetime]
+    session: Session,
+    codes: Sequence[str],
+    roles: frozenset[str] | None,
+    hours: Sequence[datetime],
+    every: bool = False,
 ) -> dict[str, int]:
     """Per school, the (device, service hour) pairs of summarised days with samples but no roll-up yet: a
     roll-up run leaves unrolled only samples received after its mark, so these are few."""
@@ -341,7 +414,8 @@ def _online_pending(
         sql_select(sample.c.device_id, sample.c.hour)
         .where(
             *received,
-            sample.c.hour.in_(list(hours)),
+            one_of(session, sample.c.hour, hours),
+            *_hours_between(sample.c.hour, hours),
             ~exists().where(hourly.c.device_id == sample.c.device_id, hourly.c.hour == sample.c.hour),
         )
         .distinct()
@@ -350,28 +424,38 @@ def _online_pending(
     statement = (
         sql_select(device.c.school_code, func.count())
         .select_from(pending.join(device, device.c.id == pending.c.device_id))
-        .where(*_device_filter(session, codes, roles, device))
+        .where(*_device_filter(session, codes, roles, device, every))
         .group_by(device.c.school_code)
     )
     return {code: int(row[0]) for code, row in _per_school(session, statement).items()}
 
 
-def _usage_summary(session: Session, codes: Sequence[str], days: Sequence[date]) -> dict[str, tuple[float, int]]:
+def _usage_summary(
+    session: Session, codes: Sequence[str], days: Sequence[date], every: bool = False
+) -> dict[str, tuple[float, int]]:
     """Per school, the blackboards' hours on and the boards used over these closed days, from the summaries."""
     if not codes or not days:
         return {}
     table = UsageDay.__table__
-    rows = session.execute(
-        sql_select(table.c.school_code, table.c.day, table.c.hours, table.c.used).where(
-            table.c.school_code.in_(list(codes)), table.c.day.in_(list(days))
+    conditions = [*_in_schools(table.c.school_code, codes, every), table.c.day.in_(list(days))]
+    if session.get_bind().dialect.name == "postgresql":
+        # The float8 sum adds its inputs one after the other, here in day order: h1 + h2 + ... + hn, the same
+        # float as _usage's 0.0 + h1 + ... + hn once 0.0 is added to it (which only turns a -0.0 into 0.0).
+        statement = (
+            sql_select(
+                table.c.school_code, func.sum(aggregate_order_by(table.c.hours, table.c.day)), func.sum(table.c.used)
+            )
+            .where(*conditions)
+            .group_by(table.c.school_code)
         )
+        return {code: (0.0 + float(hours), int(used)) for code, hours, used in session.execute(statement).all()}
+    rows = session.execute(
+        sql_select(table.c.school_code, table.c.day, table.c.hours, table.c.used)
+        .where(*conditions)
+        .order_by(table.c.day)
     ).all()
-    totals: dict[str, tuple[float, int]] = {}
     # Summed in day order in Python, as _usage does, so that both give the same float.
-    for code, _day, hours, used in sorted(rows, key=lambda row: (row[0], row[1])):
-        total, count = totals.get(code, (0.0, 0))
-        totals[code] = (total + float(hours), count + int(used))
-    return totals
+    return _sum_per_school(rows)
 
 
 def _merge(*parts: dict[str, Any]) -> dict[str, Any]:
@@ -393,35 +477,45 @@ def _online_counts(
     codes: Sequence[str],
     roles: frozenset[str] | None,
     hours: Sequence[datetime],
+    every: bool = False,
 ) -> dict[str, int]:
     fresh = state.fresh(codes) if state is not None else []
     if not fresh or state is None or state.through is None:
-        return _online_hours(session, codes, roles, hours)
+        return _online_hours(session, codes, roles, hours, every)
     through = state.online_through or state.through
-    stale = [code for code in codes if code not in set(fresh)]
+    fresh_set = set(fresh)
+    stale = [code for code in codes if code not in fresh_set]
+    every_fresh = every and not stale
     closed = [hour for hour in hours if hour < through]
     live = [hour for hour in hours if hour >= through]
     return _merge(
         _online_hours(session, stale, roles, hours) if stale else {},
-        _online_summary(session, fresh, roles, closed),
-        _online_pending(session, fresh, roles, closed),
-        _online_hours(session, fresh, roles, live),
+        _online_summary(session, fresh, roles, closed, every_fresh),
+        _online_pending(session, fresh, roles, closed, every_fresh),
+        _online_hours(session, fresh, roles, live, every_fresh),
     )
 
 
 def _usage_counts(
-    session: Session, state: SummaryState | None, codes: Sequence[str], timezone: str, days: Sequence[date]
+    session: Session,
+    state: SummaryState | None,
+    codes: Sequence[str],
+    timezone: str,
+    days: Sequence[date],
+    every: bool = False,
 ) -> dict[str, tuple[float, int]]:
     fresh = state.fresh(codes) if state is not None else []
     if not fresh or state is None or state.through is None:
-        return _usage(session, codes, timezone, days)
+        return _usage(session, codes, timezone, days, every)
     through = state.through
     zone = ZoneInfo(timezone)
-    stale = [code for code in codes if code not in set(fresh)]
+    fresh_set = set(fresh)
+    stale = [code for code in codes if code not in fresh_set]
+    every_fresh = every and not stale
     closed = [day for day in days if local_day_bounds(day, zone)[1] <= through]
     live = [day for day in days if local_day_bounds(day, zone)[1] > through]
-    summary = _usage_summary(session, fresh, closed)
-    current = _usage(session, fresh, timezone, live)
+    summary = _usage_summary(session, fresh, closed, every_fresh)
+    current = _usage(session, fresh, timezone, live, every_fresh)
     # Closed days before the current ones, so that the sum runs in day order as in _usage.
     return _merge(_usage(session, stale, timezone, days) if stale else {}, summary, current)
 
@@ -430,21 +524,29 @@ def _order_counts(session: Session, reach: Reach, start: datetime, end: datetime
     """Failures, faulty devices, resolved orders, repair hours and SLA met, per school."""
     order = WorkOrder.__table__
     codes = [school.code for school in reach.schools]
+    schools = _in_schools(order.c.school_code, codes, reach.every_school)
     team = [order.c.team_id == reach.team_id] if reach.team_id is not None else []
-    created = (
-        sql_select(order.c.school_code, func.count(), func.count(distinct(order.c.device_id)))
+    # Orders per (school, device) first, then per school: the devices with orders are counted by hashing,
+    # not by sorting each school's orders for a count(DISTINCT).
+    per_device = (
+        sql_select(order.c.school_code, order.c.device_id, func.count().label("orders"))
         .where(
-            order.c.school_code.in_(codes),
+            *schools,
             *team,
             order.c.kind == "device",
             order.c.created_at >= start,
             order.c.created_at < end,
         )
-        .group_by(order.c.school_code)
+        .group_by(order.c.school_code, order.c.device_id)
+        .subquery()
     )
+    created = sql_select(
+        per_device.c.school_code, func.sum(per_device.c.orders), func.count(per_device.c.device_id)
+    ).group_by(per_device.c.school_code)
     for code, (failures, faulty) in _per_school(session, created).items():
-        tallies[code].failures = int(failures)
-        tallies[code].faulty_devices = int(faulty)
+        if code in tallies:
+            tallies[code].failures = int(failures)
+            tallies[code].faulty_devices = int(faulty)
     if session.get_bind().dialect.name == "postgresql":
         repair_s = func.extract("epoch", order.c.resolved_at - order.c.sla_started_at)
     else:
@@ -452,24 +554,31 @@ def _order_counts(session: Session, reach: Reach, start: datetime, end: datetime
     met = and_(order.c.resolve_met.is_(True), or_(order.c.own_met.is_(None), order.c.own_met.is_(True)))
     resolved = (
         sql_select(order.c.school_code, func.count(), func.sum(repair_s), func.sum(case((met, 1), else_=0)))
-        .where(order.c.school_code.in_(codes), *team, order.c.resolved_at >= start, order.c.resolved_at < end)
+        .where(*schools, *team, order.c.resolved_at >= start, order.c.resolved_at < end)
         .group_by(order.c.school_code)
     )
     for code, (count, seconds, sla_met) in _per_school(session, resolved).items():
-        tallies[code].resolved = int(count)
-        tallies[code].repair_hours = float(seconds or 0.0) / 3600
-        tallies[code].sla_met = int(sla_met or 0)
+        if code in tallies:
+            tallies[code].resolved = int(count)
+            tallies[code].repair_hours = float(seconds or 0.0) / 3600
+            tallies[code].sla_met = int(sla_met or 0)
 
 
 def _coverage(
-    session: Session, codes: Sequence[str], start: datetime, end: datetime, tallies: dict[str, Tally]
+    session: Session,
+    codes: Sequence[str],
+    start: datetime,
+    end: datetime,
+    tallies: dict[str, Tally],
+    every: bool = False,
 ) -> None:
     """Classrooms, and those with a working blackboard: bound, heard from in the period, no order open at
     its end."""
     classroom, device, order = Classroom.__table__, Device.__table__, WorkOrder.__table__
-    rooms = sql_select(classroom.c.school_code, func.count()).where(classroom.c.school_code.in_(codes))
+    rooms = sql_select(classroom.c.school_code, func.count()).where(*_in_schools(classroom.c.school_code, codes, every))
     for code, (count,) in _per_school(session, rooms.group_by(classroom.c.school_code)).items():
-        tallies[code].classrooms = int(count)
+        if code in tallies:
+            tallies[code].classrooms = int(count)
     broken = exists().where(
         order.c.device_id == device.c.id,
         order.c.school_code == device.c.school_code,
@@ -481,7 +590,7 @@ def _coverage(
     covered = (
         sql_select(device.c.school_code, func.count(distinct(device.c.classroom_id)))
         .where(
-            device.c.school_code.in_(codes),
+            *_in_schools(device.c.school_code, codes, every),
             device.c.role == "blackboard",
             device.c.classroom_id.is_not(None),
             device.c.last_seen_at >= start,
@@ -490,7 +599,8 @@ def _coverage(
         .group_by(device.c.school_code)
     )
     for code, (count,) in _per_school(session, covered).items():
-        tallies[code].covered_classrooms = int(count)
+        if code in tallies:
+            tallies[code].covered_classrooms = int(count)
 
 
 def _tallies(
@@ -516,10 +626,16 @@ def _tallies(
     boarded: list[str] = []
     hours_of: dict[str, int] = {}
     days_of: dict[str, int] = {}
+    # Districts often share their service hours: each calendar's are worked out once.
+    calendar_hours: dict[Calendar, tuple[datetime, ...]] = {}
+    calendar_days: dict[Calendar, tuple[date, ...]] = {}
     for group in _groups(session, reach):
-        hours = tuple(_service_hours(group.calendar, start, end))
+        if group.calendar not in calendar_hours:
+            calendar_hours[group.calendar] = tuple(_service_hours(group.calendar, start, end))
+            calendar_days[group.calendar] = tuple(group.calendar.service_days(first, last))
+        hours = calendar_hours[group.calendar]
         counts_boards = group.roles is None or "blackboard" in group.roles
-        days = tuple(group.calendar.service_days(first, last)) if counts_boards else ()
+        days = calendar_days[group.calendar] if counts_boards else ()
         by_roles.setdefault(group.roles, []).extend(group.codes)
         by_hours.setdefault((hours, group.roles), []).extend(group.codes)
         if counts_boards:
@@ -527,11 +643,16 @@ def _tallies(
             boarded.extend(group.codes)
         hours_of.update(dict.fromkeys(group.codes, len(hours)))
         days_of.update(dict.fromkeys(group.codes, len(days)))
+
+    def every(codes: Sequence[str]) -> bool:
+        """Whether these (distinct) codes are all the report's schools, and those are every school there is."""
+        return reach.every_school and len(codes) == len(tallies)
+
     for roles, codes in by_roles.items():
         counts = _per_school(
             session,
             sql_select(device.c.school_code, func.count(), func.sum(case((device.c.role == "blackboard", 1), else_=0)))
-            .where(*_device_filter(session, codes, roles, device))
+            .where(*_device_filter(session, codes, roles, device, every(codes)))
             .group_by(device.c.school_code),
         )
         for code in codes:
@@ -542,14 +663,16 @@ def _tallies(
             tally.blackboard_days = int(boards or 0) * days_of[code]
             tally.operating_hours = tally.devices * period_h
     for (hours, roles), codes in by_hours.items():
-        for code, count in _online_counts(session, state, codes, roles, hours).items():
-            tallies[code].online_device_hours = count
+        for code, count in _online_counts(session, state, codes, roles, hours, every(codes)).items():
+            if code in tallies:
+                tallies[code].online_device_hours = count
     for (timezone, days), codes in by_days.items():
-        for code, (used_hours, used_days) in _usage_counts(session, state, codes, timezone, days).items():
-            tallies[code].blackboard_hours, tallies[code].used_blackboard_days = used_hours, used_days
+        for code, (used_hours, used_days) in _usage_counts(session, state, codes, timezone, days, every(codes)).items():
+            if code in tallies:
+                tallies[code].blackboard_hours, tallies[code].used_blackboard_days = used_hours, used_days
     _order_counts(session, reach, start, end, tallies)
     if boarded:
-        _coverage(session, boarded, start, end, tallies)
+        _coverage(session, boarded, start, end, tallies, every(boarded))
     return tallies
 
 
@@ -583,21 +706,22 @@ def figures(
         raise InvalidInput(f"a report spans at most {MAX_DAYS} days")
     start = datetime.combine(first, time(0), zone).astimezone(UTC)
     end = datetime.combine(last + timedelta(days=1), time(0), zone).astimezone(UTC)
-    total = Tally()
-    per_school = []
     tallies = _tallies(session, reach, first, last, start, end, use_summaries)
-    for school in reach.schools:
-        tally = tallies[school.code]
-        total.add(tally)
-        per_school.append(SchoolFigures(school_code=school.code, school_name=school.name, **_figures(tally)))
-    return FiguresReport(
-        scope=scope,
-        id=scope_id,
-        date_from=first,
-        date_to=last,
-        timezone=zone_name,
-        figures=Figures(**_figures(total)),
-        schools=per_school,
+    ordered = [tallies[school.code] for school in reach.schools]
+    # Validated in one call: pydantic builds the schools' models from plain dicts faster than one call each.
+    return FiguresReport.model_validate(
+        {
+            "scope": scope,
+            "id": scope_id,
+            "date_from": first,
+            "date_to": last,
+            "timezone": zone_name,
+            "figures": _figures(Tally.total(ordered)),
+            "schools": [
+                {"school_code": school.code, "school_name": school.name, **_figures(tally)}
+                for school, tally in zip(reach.schools, ordered, strict=True)
+            ],
+        }
     )
 
 

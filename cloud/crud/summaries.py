@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, any_, bindparam, case, delete, func, or_, true
+from sqlalchemy import and_, any_, bindparam, case, delete, func, literal, or_, true
 from sqlalchemy import select as sql_select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql import ColumnElement
@@ -90,6 +90,26 @@ def _changed_devices(session: Session) -> list[tuple[str | None, str | None]]:
     summaries were built, that were added, or that were deleted."""
     device, school, snapshot = Device.__table__, School.__table__, SummaryDevice.__table__
     role = func.coalesce(device.c.role, "")
+    differs = [
+        snapshot.c.device_id.is_(None),
+        snapshot.c.school_code != device.c.school_code,
+        snapshot.c.role != role,
+        snapshot.c.timezone != school.c.timezone,
+    ]
+    if session.get_bind().dialect.name == "postgresql":
+        # Both sides in one pass: a full join of the devices and the snapshot (a device missing on either side
+        # has nulls on the other), instead of a join for the changed and added devices and another for the
+        # deleted ones. Every request for figures runs this.
+        current = device.join(school, school.c.code == device.c.school_code)
+        zones = session.execute(sql_select(school.c.timezone).distinct().limit(2)).scalars().all()
+        if len(zones) == 1:
+            # Every school in the same time zone (the usual county): the snapshot's zone is compared with that
+            # one, and the devices need no join with their schools.
+            differs[-1] = snapshot.c.timezone != zones[0]
+            current = device
+        both = current.outerjoin(snapshot, snapshot.c.device_id == device.c.id, full=True)
+        statement = sql_select(device.c.school_code, snapshot.c.school_code).select_from(both)
+        return [tuple(row) for row in session.execute(statement.where(or_(device.c.id.is_(None), *differs))).all()]
     moved = (
         sql_select(device.c.school_code, snapshot.c.school_code)
         .select_from(
@@ -97,14 +117,7 @@ def _changed_devices(session: Session) -> list[tuple[str | None, str | None]]:
                 snapshot, snapshot.c.device_id == device.c.id
             )
         )
-        .where(
-            or_(
-                snapshot.c.device_id.is_(None),
-                snapshot.c.school_code != device.c.school_code,
-                snapshot.c.role != role,
-                snapshot.c.timezone != school.c.timezone,
-            )
-        )
+        .where(or_(*differs))
     )
     gone = sql_select(snapshot.c.school_code).where(
         ~sql_select(device.c.id).where(device.c.id == snapshot.c.device_id).exists()
@@ -115,11 +128,18 @@ def _changed_devices(session: Session) -> list[tuple[str | None, str | None]]:
 
 
 def summary_state(session: Session) -> SummaryState:
-    through = summarised_through(session)
+    marks = {
+        mark.name: mark
+        for mark in session.exec(
+            select(MaintenanceMark).where(col(MaintenanceMark.name).in_([SUMMARY_MARK, ONLINE_MARK]))
+        )
+    }
+    summary = marks.get(SUMMARY_MARK)
+    through = None if summary is None else summary.hour_mark
     if through is None:
         return SummaryState(None, frozenset())
     stale = {code for pair in _changed_devices(session) for code in pair if code is not None}
-    online = session.get(MaintenanceMark, ONLINE_MARK)
+    online = marks.get(ONLINE_MARK)
     online_through = through if online is None or online.hour_mark is None else max(through, online.hour_mark)
     return SummaryState(through, frozenset(stale), online_through)
 
@@ -128,9 +148,10 @@ def summary_state(session: Session) -> SummaryState:
 
 
 def usage_per_day(
-    session: Session, codes: Sequence[str], timezone: str, days: Sequence[date]
+    session: Session, codes: Sequence[str], timezone: str, days: Sequence[date], *, every: bool = False
 ) -> dict[tuple[str, date], tuple[float, int]]:
-    """Per school and local day, the blackboards' hours on and the boards used, from the usage counters.
+    """Per school and local day, the blackboards' hours on and the boards used, from the usage counters;
+    `every`: the codes are every school there is, and the boards need no condition on their school.
 
     A board's hours on a day are the largest minus the smallest usage counter it reported that local day,
     clamped to 0-24 h: a counter reset (flash wiped) inside the day would otherwise count its whole history.
@@ -151,10 +172,22 @@ def usage_per_day(
     # would cost every sync write), and a range on ts over the whole table reads all of it.
     in_days = [telemetry.c.device_id == device.c.id, telemetry.c.ts >= min(low for low, _ in bounds)]
     in_days.append(telemetry.c.ts < max(high for _, high in bounds))
-    boards = [one_of(session, device.c.school_code, codes), device.c.role == "blackboard"]
+    boards = [device.c.role == "blackboard"]
+    if not every:
+        boards.append(one_of(session, device.c.school_code, codes))
     if session.get_bind().dialect.name == "postgresql":
-        # A LATERAL subquery per board makes the plan an index probe per board whatever the estimates.
-        per_day = sql_select(day_of.label("day"), spread).where(*in_days).group_by(day_of).lateral()
+        # A LATERAL subquery per board makes the plan an index probe per board whatever the estimates. The
+        # reading is taken out of each row's JSON once: OFFSET 0 keeps the inner query from being merged into
+        # the aggregate, which would parse the JSON once for max and again for min.
+        # A single day (today's, in a report) needs no grouping by day: one aggregate per board.
+        one_day = len(bounds) == 1
+        columns = [reading.label("reading")] if one_day else [day_of.label("day"), reading.label("reading")]
+        values = sql_select(*columns).where(*in_days).correlate(device).offset(0).subquery()
+        day: ColumnElement[Any] = literal(0) if one_day else values.c.day
+        aggregate = sql_select(
+            day.label("day"), (func.max(values.c.reading) - func.min(values.c.reading)).label("spread")
+        )
+        per_day = (aggregate if one_day else aggregate.group_by(values.c.day)).lateral()
         per_board = (
             sql_select(device.c.school_code.label("school_code"), per_day.c.day, per_day.c.spread)
             .select_from(device.join(per_day, true()))

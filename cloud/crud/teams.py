@@ -1,6 +1,6 @@
 """Contractor teams (members and coverage) and the service calendars SLA clocks run on."""
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import date, time
 
 from sqlmodel import Session, col, delete, select
@@ -324,14 +324,36 @@ def set_calendar(
     return _calendar_view(row, scope, False)
 
 
-def school_calendar(session: Session, school: School) -> Calendar:
-    """The calendar SLA clocks of a school's orders run on, in the school's time zone."""
-    row, _ = _calendar_row(session, school.district_code)
+def _calendar(row: ServiceCalendar, timezone: str) -> Calendar:
     return Calendar(
-        timezone=school.timezone,
+        timezone=timezone,
         day_start=_parse_clock(row.day_start),
         day_end=_parse_clock(row.day_end),
         weekdays=frozenset(row.weekdays),
         holidays=frozenset(date.fromisoformat(day) for day in row.holidays),
         school_days=frozenset(date.fromisoformat(day) for day in row.school_days),
     )
+
+
+def school_calendar(session: Session, school: School) -> Calendar:
+    """The calendar SLA clocks of a school's orders run on, in the school's time zone."""
+    row, _ = _calendar_row(session, school.district_code)
+    return _calendar(row, school.timezone)
+
+
+def school_calendars(
+    session: Session, places: Iterable[tuple[str | None, str]]
+) -> dict[tuple[str | None, str], Calendar]:
+    """school_calendar of schools by their (district, time zone), for each of these pairs, from one statement."""
+    keys = set(places)
+    districts = sorted({district for district, _ in keys if district is not None})
+    statement = select(ServiceCalendar).where(col(ServiceCalendar.scope).in_([*districts, DEFAULT_CALENDAR_SCOPE]))
+    rows = {row.scope: row for row in session.exec(statement)}
+    default = rows.get(DEFAULT_CALENDAR_SCOPE)
+    if default is None:
+        default = ServiceCalendar(scope=DEFAULT_CALENDAR_SCOPE)
+    calendars: dict[tuple[str | None, str], Calendar] = {}
+    for district, timezone in keys:
+        own = None if district is None else rows.get(district)
+        calendars[(district, timezone)] = _calendar(default if own is None else own, timezone)
+    return calendars

@@ -5,7 +5,9 @@ health roll-ups, health samples and blackboard usage counters, randomly thinned 
 built by the maintenance run part-way through; then history keeps arriving: the current day, samples that
 arrive late for a day already summarised, a device that moves school and one that changes role, pruning.
 At every step the figures of the county, a district, a school and two contractor teams (one covering every
-role, one only blackboards) are computed both ways and must be the same.
+role, one only blackboards) are computed both ways and must be the same, and the county of every school
+(counted without naming its schools) must give each school what its district's report gives. With s3 in
+the time zone of s1 and s2, one calendar counts every school of the county at once.
 """
 
 import random
@@ -119,10 +121,11 @@ class History:
         self.session.commit()
 
 
-@pytest.fixture
-def county(world, crew, session):
+# School s3 in another time zone than s1 and s2, or in theirs.
+@pytest.fixture(params=["Europe/London", "Asia/Shanghai"])
+def county(world, crew, session, request):
     crud.create_district(session, actor=CLI, code="d2", city_code="c1", name="District 2")
-    crud.create_school(session, actor=CLI, code="s3", name="School s3", district_code="d2", timezone="Europe/London")
+    crud.create_school(session, actor=CLI, code="s3", name="School s3", district_code="d2", timezone=request.param)
     boards = teams.create_team(session, actor=CLI, name="Boards", districts=["d1", "d2"], device_roles=["blackboard"])
     devices = []
     for n, school in enumerate(("s1", "s1", "s2", "s3") * 3):
@@ -167,6 +170,24 @@ def _same_both_ways(session: Session, county: dict, today: int) -> int:
             raw = figures(session, **query, use_summaries=False).model_dump()
             assert summarised == raw, (scope, scope_id, first, last)
             compared += 1
+        # The county of every school is counted without naming its schools; each school gets the figures a
+        # report that names it (its district's, when read in the same time zone) gives.
+        for use_summaries in (True, False):
+            query = {
+                "user": user,
+                "date_from": START + timedelta(days=max(0, first)),
+                "date_to": START + timedelta(days=last),
+                "today": START + timedelta(days=today),
+                "use_summaries": use_summaries,
+            }
+            whole = figures(session, scope="county", **query)
+            for district_code in ("d1", "d2"):
+                district = figures(session, scope="county", scope_id=district_code, **query)
+                if district.timezone == whole.timezone:
+                    named = {school.school_code for school in district.schools}
+                    schools = [school for school in whole.schools if school.school_code in named]
+                    assert schools == district.schools, (district_code, first, last, use_summaries)
+                    compared += 1
     return compared
 
 
