@@ -25,6 +25,7 @@ import loader
 from app import VERSION, config
 from app.mqtt import MQTTClient, MQTTError
 from app.ringbuf import RingBuffer
+from app.waits import wait_event_ms
 from protocol import messages, topics
 
 BACKOFF_MIN_S = 0.5
@@ -514,10 +515,7 @@ class Device:
             if wait < 0:
                 await self._wake.wait()
             elif wait > 0:
-                try:
-                    await asyncio.wait_for_ms(self._wake.wait(), wait)
-                except asyncio.TimeoutError:
-                    pass
+                await wait_event_ms(self._wake, wait)
             else:
                 # Yield even when work is waiting: a failed publish leaves the link task to notice.
                 await asyncio.sleep_ms(0)

@@ -8,6 +8,8 @@ import asyncio
 import struct
 from array import array
 
+from app.waits import wait_event_ms
+
 try:
     from time import ticks_diff, ticks_ms
 except ImportError:  # CPython, for tools that import this module to inspect it
@@ -265,10 +267,7 @@ class MQTTClient:
             if not self.connected:
                 raise OSError(_ECONNRESET)
             self._room.clear()
-            try:
-                await asyncio.wait_for_ms(self._room.wait(), 1000)
-            except asyncio.TimeoutError:
-                pass
+            await wait_event_ms(self._room, 1000)
 
     def acked(self, pid):
         """True once the broker's PUBACK for `pid` has arrived (or for QoS 0's pid 0)."""

@@ -118,101 +118,84 @@ def test_synced_records_are_pruned_after_their_retention(tmp_path: Path, store: 
     assert len(store.pending(10)) == 2
 
 
-def test_the_worker_process_answers_and_reports_failures(tmp_path: Path) -> None:
+@pytest.fixture
+def worker(tmp_path: Path):
     worker = StoreWorker(settings(tmp_path))
     worker.start()
-    try:
-        result = worker.call("ingest", [raw(messages.BIRTH, 0), (topics.up(SCHOOL, DEV, "health"), b"{")])
-        assert result.new == 1 and result.rejected == {messages.BAD_JSON: 1}
-        assert worker.call("backlog")[0] == 1
-        with pytest.raises(StoreWorkerError, match="no_such_method"):
-            worker.call("no_such_method")
-        # A worker that dies is replaced on the next call, and the store is still there.
-        worker._process.kill()
-        worker._process.join()
-        assert worker.call("backlog")[0] == 1
-        assert worker.restarts == 1
-        assert json.loads(json.dumps(worker.call("devices")))[0]["id"] == DEV
-    finally:
-        worker.close()
+    yield worker
+    worker.close()
 
 
-def test_commits_sent_ahead_of_a_failed_one_wait_for_it(tmp_path: Path) -> None:
+def test_the_worker_process_answers_and_reports_failures(worker: StoreWorker) -> None:
+    result = worker.call("ingest", [raw(messages.BIRTH, 0), (topics.up(SCHOOL, DEV, "health"), b"{")])
+    assert result.new == 1 and result.rejected == {messages.BAD_JSON: 1}
+    assert worker.call("backlog")[0] == 1
+    with pytest.raises(StoreWorkerError, match="no_such_method"):
+        worker.call("no_such_method")
+    # A worker that dies is replaced on the next call, and the store is still there.
+    worker._process.kill()
+    worker._process.join()
+    assert worker.call("backlog")[0] == 1
+    assert worker.restarts == 1
+    assert json.loads(json.dumps(worker.call("devices")))[0]["id"] == DEV
+
+
+def test_commits_sent_ahead_of_a_failed_one_wait_for_it(worker: StoreWorker) -> None:
     """The gateway sends the next batch before the last one's answer; after a failed commit the worker
     refuses the ones sent after it until told to resume, so batches are committed in their order."""
-    worker = StoreWorker(settings(tmp_path))
-    worker.start()
-    try:
-        good = prepare(SCHOOL, SECRET, [raw(messages.BIRTH, 0), raw(messages.ATTENDANCE, 1)])
-        broken = prepare(SCHOOL, SECRET, [raw(messages.ATTENDANCE, 2)])
-        # A record the store cannot take, failing its batch as a full disk would.
-        broken.accepted[0] = broken.accepted[0]._replace(boot="not hex")
-        first, second = worker.submit("commit", broken), worker.submit("commit", good)
-        with pytest.raises(StoreWorkerError, match="ValueError"):
-            first.result(30)
-        with pytest.raises(StoreWorkerError, match="earlier commit failed"):
-            second.result(30)
-        # Other requests are answered meanwhile; nothing was committed.
-        assert worker.call("backlog")[0] == 0
-        worker.call("resume")
-        assert worker.call("commit", good).new == 2
-        answers = [worker.submit("commit", prepare(SCHOOL, SECRET, [raw(messages.ATTENDANCE, seq)]))
-                   for seq in range(3, 13)]
-        assert [answer.result(30).new for answer in answers] == [1] * 10
-        assert [record["seq"] for record in worker.call("pending", 100)] == [0, 1, *range(3, 13)]
-    finally:
-        worker.close()
+    good = prepare(SCHOOL, SECRET, [raw(messages.BIRTH, 0), raw(messages.ATTENDANCE, 1)])
+    broken = prepare(SCHOOL, SECRET, [raw(messages.ATTENDANCE, 2)])
+    # A record the store cannot take, failing its batch as a full disk would.
+    broken.accepted[0] = broken.accepted[0]._replace(boot="not hex")
+    first, second = worker.submit("commit", broken), worker.submit("commit", good)
+    with pytest.raises(StoreWorkerError, match="ValueError"):
+        first.result(30)
+    with pytest.raises(StoreWorkerError, match="earlier commit failed"):
+        second.result(30)
+    # Other requests are answered meanwhile; nothing was committed.
+    assert worker.call("backlog")[0] == 0
+    worker.call("resume")
+    assert worker.call("commit", good).new == 2
+    answers = [worker.submit("commit", prepare(SCHOOL, SECRET, [raw(messages.ATTENDANCE, seq)]))
+               for seq in range(3, 13)]
+    assert [answer.result(30).new for answer in answers] == [1] * 10
+    assert [record["seq"] for record in worker.call("pending", 100)] == [0, 1, *range(3, 13)]
 
 
-def test_requests_waiting_on_a_worker_that_dies_fail_and_the_next_one_restarts_it(tmp_path: Path) -> None:
-    worker = StoreWorker(settings(tmp_path))
-    worker.start()
-    try:
-        worker.call("commit", prepare(SCHOOL, SECRET, [raw(messages.BIRTH, 0)]))
-        # Stopped, the worker cannot answer what is sent to it before it is killed.
-        os.kill(worker._process.pid, signal.SIGSTOP)
-        tap = prepare(SCHOOL, SECRET, [raw(messages.ATTENDANCE, 1)])
-        waiting = [worker.submit("backlog"), worker.submit("commit", tap)]
-        worker._process.kill()
-        worker._process.join()
-        for answer in waiting:
-            with pytest.raises(StoreWorkerError, match="died"):
-                answer.result(30)
-        assert worker.call("backlog")[0] == 1
-        assert worker.restarts == 1
-    finally:
-        worker.close()
+def test_requests_waiting_on_a_worker_that_dies_fail_and_the_next_one_restarts_it(worker: StoreWorker) -> None:
+    worker.call("commit", prepare(SCHOOL, SECRET, [raw(messages.BIRTH, 0)]))
+    # Stopped, the worker cannot answer what is sent to it before it is killed.
+    os.kill(worker._process.pid, signal.SIGSTOP)
+    tap = prepare(SCHOOL, SECRET, [raw(messages.ATTENDANCE, 1)])
+    waiting = [worker.submit("backlog"), worker.submit("commit", tap)]
+    worker._process.kill()
+    worker._process.join()
+    for answer in waiting:
+        with pytest.raises(StoreWorkerError, match="died"):
+            answer.result(30)
+    assert worker.call("backlog")[0] == 1
+    assert worker.restarts == 1
 
 
-def test_an_answer_nobody_waits_for_any_more_does_not_stop_the_answers_after_it(tmp_path: Path) -> None:
-    worker = StoreWorker(settings(tmp_path))
-    worker.start()
-    try:
-        os.kill(worker._process.pid, signal.SIGSTOP)
-        abandoned = worker.submit("backlog")
-        wanted = worker.submit("commit", prepare(SCHOOL, SECRET, [raw(messages.BIRTH, 0)]))
-        assert abandoned.cancel()
-        os.kill(worker._process.pid, signal.SIGCONT)
-        assert wanted.result(30).new == 1
-        assert worker.call("backlog")[0] == 1
-    finally:
-        worker.close()
+def test_an_answer_nobody_waits_for_any_more_does_not_stop_the_answers_after_it(worker: StoreWorker) -> None:
+    os.kill(worker._process.pid, signal.SIGSTOP)
+    abandoned = worker.submit("backlog")
+    wanted = worker.submit("commit", prepare(SCHOOL, SECRET, [raw(messages.BIRTH, 0)]))
+    assert abandoned.cancel()
+    os.kill(worker._process.pid, signal.SIGCONT)
+    assert wanted.result(30).new == 1
+    assert worker.call("backlog")[0] == 1
 
 
-def test_a_chained_commit_never_reaches_a_worker_that_replaced_the_one_before(tmp_path: Path) -> None:
-    worker = StoreWorker(settings(tmp_path))
-    worker.start()
-    try:
-        os.kill(worker._process.pid, signal.SIGSTOP)
-        first = worker.submit("commit", prepare(SCHOOL, SECRET, [raw(messages.BIRTH, 0)]))
-        worker._process.kill()
-        worker._process.join()
-        # Something else restarts the worker before the next commit is sent.
-        assert worker.call("backlog")[0] == 0
-        second = worker.submit("commit", prepare(SCHOOL, SECRET, [raw(messages.ATTENDANCE, 1)]), chained=True)
-        for answer in (first, second):
-            with pytest.raises(StoreWorkerError):
-                answer.result(30)
-        assert worker.call("backlog")[0] == 0
-    finally:
-        worker.close()
+def test_a_chained_commit_never_reaches_a_worker_that_replaced_the_one_before(worker: StoreWorker) -> None:
+    os.kill(worker._process.pid, signal.SIGSTOP)
+    first = worker.submit("commit", prepare(SCHOOL, SECRET, [raw(messages.BIRTH, 0)]))
+    worker._process.kill()
+    worker._process.join()
+    # Something else restarts the worker before the next commit is sent.
+    assert worker.call("backlog")[0] == 0
+    second = worker.submit("commit", prepare(SCHOOL, SECRET, [raw(messages.ATTENDANCE, 1)]), chained=True)
+    for answer in (first, second):
+        with pytest.raises(StoreWorkerError):
+            answer.result(30)
+    assert worker.call("backlog")[0] == 0

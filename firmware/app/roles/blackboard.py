@@ -19,6 +19,7 @@ from time import ticks_add, ticks_diff, ticks_ms
 from app import config
 from app.drivers.display import DisplayError, DisplayLink
 from app.schedule import Schedule
+from app.waits import wait_event_ms
 from protocol import display as proto
 from protocol import messages
 
@@ -344,10 +345,7 @@ class BlackboardController:
                 self._save()
             wait = self._next_ms()
             if wait > 0 and not self._kick.is_set():
-                try:
-                    await asyncio.wait_for_ms(self._kick.wait(), wait)
-                except asyncio.TimeoutError:
-                    pass
+                await wait_event_ms(self._kick, wait)
             else:
                 await asyncio.sleep_ms(0)
 
