@@ -11,3 +11,8 @@ class ConfigError(GatewayError):
 
 class CloudError(GatewayError):
     """The cloud could not be reached or refused a request."""
+
+
+class StoreUnwritable(GatewayError):
+    """The store cannot write (disk full, read-only, I/O error): nothing more is stored or acknowledged
+    until it can; the content of the request was not at fault, so it is retried, never quarantined."""
