@@ -203,8 +203,9 @@ class BrokerLink:
             on_publishes=on_messages,
             read_gate=read_gate,
         )
-        if settings.broker.username:
-            self._client.username_pw_set(settings.broker.username, settings.broker.password or None)
+        # Always a user name: the school's broker refuses clients without one, and takes it as the
+        # client id (a broker without a password file ignores it).
+        self._client.username_pw_set(settings.broker_user, settings.broker.password or None)
         self._client.max_inflight_messages_set(1000)
         self._client.max_queued_messages_set(0)
         self._client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)

@@ -55,10 +55,15 @@ def mosquitto_conf(port: int, data_dir: Path, *, host: str = "0.0.0.0", persiste
     """A Mosquitto configuration tuned for a school: one gateway takes QoS 1 at full speed.
 
     Mosquitto's defaults (Nagle on, 20 messages in flight) hold a fast QoS 1 consumer to well under a
-    hundred messages a second.
+    hundred messages a second. With a password file every client's id is its user name, so that no
+    credential can take another client's place (connecting with a client id already connected
+    disconnects the first client: the gateway, or a device whose will then says it is offline).
     """
-    lines = [
-        f"listener {port} {host}",
+    lines = [f"listener {port} {host}"]
+    if password_file is not None:
+        # A listener setting; without a password file clients may have no user name, and would be refused.
+        lines.append("use_username_as_clientid true")
+    lines += [
         "set_tcp_nodelay true",
         "max_inflight_messages 1000",
         "max_queued_messages 200000",

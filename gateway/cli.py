@@ -96,7 +96,7 @@ def _mosquitto_config(args: argparse.Namespace) -> int:
         finally:
             store.close()
     paths = write_broker_files(args.out, school=settings.school, device_secret=settings.broker.device_secret,
-                               gateway_user=settings.client_id, gateway_password=settings.broker.password,
+                               gateway_user=settings.broker_user, gateway_password=settings.broker.password,
                                devices=devices, port=settings.broker.port, host=args.listen)
     print(f"wrote {paths['conf']}, {paths['passwd']} ({len(set(devices))} devices) and {paths['acl']}")
     print(f"start the broker with: mosquitto -c {paths['conf']}")

@@ -22,11 +22,20 @@ class BrokerSettings(BaseModel):
 
     host: str = "127.0.0.1"
     port: int = Field(default=1883, ge=1, le=65535)
-    username: str = ""
+    # The broker takes a client's user name as its client id, so this is also the gateway's client id,
+    # the key of its persistent session; empty means classops-gw-<school>, as mosquitto-config writes it.
+    username: str = Field(default="", pattern=r"^[A-Za-z0-9_.-]{0,64}$")
     password: str = ""
-    client_id: str = ""
     keepalive_s: int = Field(default=30, ge=5, le=3600)
     device_secret: str = Field(default="", description="derives each device's MQTT password")
+
+    @field_validator("username")
+    @classmethod
+    def _not_a_device(cls, value: str) -> str:
+        if topics.is_device_id(value):
+            raise ValueError("is a device's id: the gateway needs a user name of its own "
+                             "(leave it out for classops-gw-<school>)")
+        return value
 
 
 class CloudSettings(BaseModel):
@@ -197,9 +206,15 @@ class GatewaySettings(BaseSettings):
         return env_settings, init_settings
 
     @property
+    def broker_user(self) -> str:
+        """The gateway's MQTT user name: the one `mosquitto-config` writes to the broker's files."""
+        return self.broker.username or "classops-gw-" + self.school
+
+    @property
     def client_id(self) -> str:
-        """MQTT client id; fixed per school so the broker keeps the gateway's session across restarts."""
-        return self.broker.client_id or "classops-gw-" + self.school
+        """MQTT client id: the user name, which the broker enforces; fixed per school so the broker keeps
+        the gateway's session across restarts."""
+        return self.broker_user
 
     @property
     def db_path(self) -> Path:

@@ -30,13 +30,20 @@ def test_password_entries_are_in_mosquitto_passwd_format() -> None:
 
 
 class Client:
-    def __init__(self, port: int, user: str, password: str) -> None:
+    def __init__(self, port: int, user: str, password: str, client_id: str | None = None,
+                 will: tuple[str, bytes] | None = None, clean_session: bool = True) -> None:
         self.received: list[tuple[str, bytes]] = []
         self.connected = threading.Event()
         self.refused: list[str] = []
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=user)
+        self.connects = 0
+        self.disconnects = 0
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or user,
+                                  clean_session=clean_session)
         self.client.username_pw_set(user, password)
+        if will is not None:
+            self.client.will_set(will[0], will[1], qos=1, retain=True)
         self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
         self.client.on_message = lambda c, u, m: self.received.append((m.topic, m.payload))
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
@@ -45,7 +52,11 @@ class Client:
         if reason.is_failure:
             self.refused.append(str(reason))
         else:
+            self.connects += 1
             self.connected.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason, properties) -> None:
+        self.disconnects += 1
 
     def close(self) -> None:
         self.client.loop_stop()
@@ -87,6 +98,43 @@ def test_a_device_may_publish_only_as_itself(broker: Mosquitto) -> None:
     finally:
         gateway.close()
         alice.close()
+
+
+def test_no_device_can_take_the_gateways_or_another_devices_place(broker: Mosquitto) -> None:
+    gateway = Client(broker.port, GATEWAY, "gateway-pass", clean_session=False)
+    will = (topics.up(SCHOOL, BOB, topics.STATUS), b'{"kind":"will"}')
+    bob = Client(broker.port, BOB, device_password(SECRET, BOB), will=will)
+    impostors: list[Client] = []
+    try:
+        wait_for(lambda: gateway.connected.is_set() and bob.connected.is_set(), 10, "logins")
+        gateway.client.subscribe(topics.school_uplink_filter(SCHOOL), qos=1)
+        # Alice logs in with her own credentials but the gateway's client id, then with Bob's.
+        for taken in (GATEWAY, BOB):
+            impostor = Client(broker.port, ALICE, device_password(SECRET, ALICE), client_id=taken)
+            impostors.append(impostor)
+            wait_for(lambda i=impostor: i.connected.is_set() or i.refused, 10, "the broker's answer")
+        # Each one is only Alice: what she publishes reaches the gateway on its first connection, and
+        # Bob's will (sent only if the broker dropped him) never comes.
+        for impostor in impostors:
+            impostor.client.publish(topics.up(SCHOOL, ALICE, topics.HEALTH), health(ALICE, 1), qos=1)
+        bob.client.publish(topics.up(SCHOOL, BOB, topics.HEALTH), health(BOB, 2), qos=1)
+        wait_for(lambda: topics.up(SCHOOL, BOB, topics.HEALTH) in [t for t, _ in gateway.received], 10,
+                 "bob's own message")
+        assert (gateway.connects, gateway.disconnects) == (1, 0)
+        assert (bob.connects, bob.disconnects) == (1, 0)
+        assert topics.up(SCHOOL, BOB, topics.STATUS) not in [t for t, _ in gateway.received]
+    finally:
+        for client in (gateway, bob, *impostors):
+            client.close()
+
+
+def test_the_generated_config_ties_client_ids_to_user_names(tmp_path: Path) -> None:
+    files = write_broker_files(tmp_path, school=SCHOOL, device_secret=SECRET, gateway_user=GATEWAY,
+                               gateway_password="gateway-pass", devices=[ALICE], port=1883)
+    lines = files["conf"].read_text().splitlines()
+    assert lines[0].startswith("listener 1883 ")
+    # A listener's setting: it must follow its listener line.
+    assert "use_username_as_clientid true" in lines[1:]
 
 
 @pytest.mark.parametrize("user,password", [(ALICE, "wrong"), ("esp32-cccccccccccc", "anything"), ("", "")])
