@@ -139,15 +139,26 @@ class Mosquitto(ManagedProcess):
     """A real Mosquitto broker on its own port, that can be stopped and started again."""
 
     def __init__(self, workdir: Path, port: int | None = None, persistence: bool = False,
-                 password_file: Path | None = None, acl_file: Path | None = None) -> None:
-        self.port = port or free_port()
+                 password_file: Path | None = None, acl_file: Path | None = None,
+                 config: Path | None = None) -> None:
+        """`config` runs the broker on a configuration written elsewhere (by `classops gateway
+        mosquitto-config`), on the port of its listener; the other settings then do not apply."""
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         conf = workdir / "mosquitto.conf"
         # Run as root would otherwise drop to the `mosquitto` user, who cannot read a private work dir.
-        conf.write_text(mosquitto_conf(self.port, workdir, host="127.0.0.1", persistence=persistence,
-                                       password_file=password_file, acl_file=acl_file,
-                                       run_as="root" if os.geteuid() == 0 else None))
+        run_as = "root" if os.geteuid() == 0 else None
+        if config is not None:
+            text = config.read_text()
+            listeners = [line.split() for line in text.splitlines() if line.startswith("listener ")]
+            if not listeners:
+                raise StackError(f"{config} has no listener")
+            self.port = int(listeners[0][1])
+            conf.write_text(text + (f"user {run_as}\n" if run_as else ""))
+        else:
+            self.port = port or free_port()
+            conf.write_text(mosquitto_conf(self.port, workdir, host="127.0.0.1", persistence=persistence,
+                                           password_file=password_file, acl_file=acl_file, run_as=run_as))
         super().__init__("mosquitto", [mosquitto_binary(), "-c", str(conf)], workdir / "mosquitto.log")
 
     def start(self, timeout: float = 10.0) -> None:
@@ -253,8 +264,12 @@ class CloudServer(ManagedProcess):
 
 def gateway_toml(*, school: str, school_secret: str, data_dir: Path, broker_port: int, cloud_url: str,
                  cloud_token: str, broker_host: str = "127.0.0.1", heartbeat_s: float = 15.0,
-                 presence_check_s: float = 5.0, status_port: int = 0, extra_toml: str = "") -> str:
-    """A gateway configuration file; `extra_toml` adds tables after the others (e.g. [calendar], [rules])."""
+                 presence_check_s: float = 5.0, status_port: int = 0, extra_toml: str = "",
+                 broker_password: str = "", device_secret: str = "") -> str:
+    """A gateway configuration file; `extra_toml` adds tables after the others (e.g. [calendar], [rules]).
+
+    `broker_password` and `device_secret` are the [broker] keys of a broker with per-device credentials
+    (see `classops gateway mosquitto-config`)."""
     return (
         f'school = "{school}"\n'
         f'school_secret = "{school_secret}"\n'
@@ -262,7 +277,10 @@ def gateway_toml(*, school: str, school_secret: str, data_dir: Path, broker_port
         f"presence_check_s = {presence_check_s}\n\n"
         "[broker]\n"
         f'host = "{broker_host}"\n'
-        f"port = {broker_port}\n\n"
+        f"port = {broker_port}\n"
+        + (f'password = "{broker_password}"\n' if broker_password else "")
+        + (f'device_secret = "{device_secret}"\n' if device_secret else "")
+        + "\n"
         "[cloud]\n"
         f'url = "{cloud_url}"\n'
         f'token = "{cloud_token}"\n'
@@ -284,7 +302,7 @@ class GatewayProcess(ManagedProcess):
 
     def __init__(self, workdir: Path, *, school: str, school_secret: str, broker_port: int,
                  cloud_url: str, cloud_token: str, heartbeat_s: float = 15.0, presence_check_s: float = 5.0,
-                 extra_toml: str = "") -> None:
+                 extra_toml: str = "", broker_password: str = "", device_secret: str = "") -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         self.config_path = workdir / "gateway.toml"
         self.status_port = free_port()
@@ -292,7 +310,7 @@ class GatewayProcess(ManagedProcess):
             school=school, school_secret=school_secret, data_dir=workdir / "data",
             broker_port=broker_port, cloud_url=cloud_url, cloud_token=cloud_token,
             status_port=self.status_port, heartbeat_s=heartbeat_s, presence_check_s=presence_check_s,
-            extra_toml=extra_toml,
+            extra_toml=extra_toml, broker_password=broker_password, device_secret=device_secret,
         ))
         self.db_path = workdir / "data" / "gateway.db"
         super().__init__(
