@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from gateway.errors import ConfigError
-from protocol import topics
+from protocol import limits, topics
 
 PBKDF2_ITERATIONS = 101
 SALT_BYTES = 12
@@ -68,6 +68,8 @@ def mosquitto_conf(port: int, data_dir: Path, *, host: str = "0.0.0.0", persiste
         "max_inflight_messages 1000",
         "max_queued_messages 200000",
         "max_packet_size 65536",
+        # Bigger payloads are dropped by the broker itself, before they cost the gateway anything.
+        f"message_size_limit {limits.MAX_MESSAGE_BYTES}",
         f"persistence {'true' if persistence else 'false'}",
         f"persistence_location {data_dir}/",
         "log_dest stdout",

@@ -13,7 +13,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from gateway.broker_config import device_password, password_entry, write_broker_files
-from protocol import messages, topics
+from protocol import limits, messages, topics
 from simulator.stack import Mosquitto, wait_for
 
 SCHOOL = "S007"
@@ -45,8 +45,15 @@ class Client:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = lambda c, u, m: self.received.append((m.topic, m.payload))
+        self.subscribed = threading.Event()
+        self.client.on_subscribe = lambda *args: self.subscribed.set()
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
+
+    def subscribe(self, topic_filter: str) -> None:
+        self.subscribed.clear()
+        self.client.subscribe(topic_filter, qos=1)
+        wait_for(self.subscribed.is_set, 10, f"the subscription to {topic_filter}")
 
     def _on_connect(self, client, userdata, flags, reason, properties) -> None:
         if reason.is_failure:
@@ -107,7 +114,7 @@ def test_no_device_can_take_the_gateways_or_another_devices_place(broker: Mosqui
     impostors: list[Client] = []
     try:
         wait_for(lambda: gateway.connected.is_set() and bob.connected.is_set(), 10, "logins")
-        gateway.client.subscribe(topics.school_uplink_filter(SCHOOL), qos=1)
+        gateway.subscribe(topics.school_uplink_filter(SCHOOL))
         # Alice logs in with her own credentials but the gateway's client id, then with Bob's.
         for taken in (GATEWAY, BOB):
             impostor = Client(broker.port, ALICE, device_password(SECRET, ALICE), client_id=taken)
@@ -128,6 +135,22 @@ def test_no_device_can_take_the_gateways_or_another_devices_place(broker: Mosqui
             client.close()
 
 
+def test_the_broker_drops_payloads_over_the_protocols_limit(broker: Mosquitto) -> None:
+    gateway = Client(broker.port, GATEWAY, "gateway-pass")
+    alice = Client(broker.port, ALICE, device_password(SECRET, ALICE))
+    try:
+        wait_for(lambda: gateway.connected.is_set() and alice.connected.is_set(), 10, "logins")
+        gateway.subscribe(topics.school_uplink_filter(SCHOOL))
+        topic = topics.up(SCHOOL, ALICE, topics.HEALTH)
+        alice.client.publish(topic, b" " * (limits.MAX_MESSAGE_BYTES + 1), qos=1).wait_for_publish(5)
+        alice.client.publish(topic, b"x" * limits.MAX_MESSAGE_BYTES, qos=1).wait_for_publish(5)
+        wait_for(lambda: gateway.received, 10, "the message within the limit")
+        assert [len(p) for _, p in gateway.received] == [limits.MAX_MESSAGE_BYTES]
+    finally:
+        gateway.close()
+        alice.close()
+
+
 def test_the_generated_config_ties_client_ids_to_user_names(tmp_path: Path) -> None:
     files = write_broker_files(tmp_path, school=SCHOOL, device_secret=SECRET, gateway_user=GATEWAY,
                                gateway_password="gateway-pass", devices=[ALICE], port=1883)
@@ -135,6 +158,7 @@ def test_the_generated_config_ties_client_ids_to_user_names(tmp_path: Path) -> N
     assert lines[0].startswith("listener 1883 ")
     # A listener's setting: it must follow its listener line.
     assert "use_username_as_clientid true" in lines[1:]
+    assert f"message_size_limit {limits.MAX_MESSAGE_BYTES}" in lines
 
 
 @pytest.mark.parametrize("user,password", [(ALICE, "wrong"), ("esp32-cccccccccccc", "anything"), ("", "")])
