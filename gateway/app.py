@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import signal
@@ -19,10 +20,12 @@ import orjson
 from gateway.broker import BrokerLink, Incoming
 from gateway.config import GatewaySettings
 from gateway.downlink import DownlinkRelay
-from gateway.ingest import IngestResult, Prepared, StoreWorker, StoreWorkerError, prepare, tune_gc
+from gateway.errors import StoreUnwritable, StoreWorkerError
+from gateway.ingest import IngestResult, Prepared, StoreWorker, prepare, tune_gc
 from gateway.metrics import Metrics
 from gateway.serial_display import SerialDisplay
 from gateway.store import PRUNE_CHUNK
+from gateway.supervise import StoreHealth, backoff_delay, supervised
 from gateway.sync import CloudSync
 from protocol import messages, topics
 
@@ -32,7 +35,11 @@ WRITE_BATCH = 2000
 # Prepared batches sent to the store worker ahead of the oldest one's answer.
 COMMITS_AHEAD = 2
 INBOX_HIGH_WATER = 5 * WRITE_BATCH
-STORE_RETRY_S = 1.0
+# A failed commit is sent again after a jittered delay growing from STORE_RETRY_S to STORE_RETRY_MAX_S.
+STORE_RETRY_S = 0.5
+STORE_RETRY_MAX_S = 10.0
+# While the store cannot write and no commit is being retried, a small write tries it this often.
+STORE_PROBE_S = 2.0
 EACK_KEYS_PER_MESSAGE = 32
 PRUNE_EVERY_S = 60.0
 # The device gauges read every device's row from the store worker; the backlog gauges are one cheap query.
@@ -120,6 +127,8 @@ class Gateway:
         self.displays = {
             d.device_id: SerialDisplay(d, settings.school, self._ingest_local, self.metrics) for d in settings.displays
         }
+        self.store_health = StoreHealth(self.metrics, on_change=self._wake_sync)
+        self._commit_retrying = False
         self._stopping = asyncio.Event()
         self._status: Any = None
         self.status_port: int | None = None
@@ -127,10 +136,28 @@ class Gateway:
     async def in_store(self, method: str, *args: Any, chained: bool = False) -> Any:
         """Run a Store method in the store worker, off the event loop (see StoreWorker.submit)."""
         loop = asyncio.get_running_loop()
-        # Sent from the executor's one thread, in the order asked: sending blocks while the worker is busy.
-        answer = await loop.run_in_executor(
-            self._executor, functools.partial(self.store.submit, method, *args, chained=chained))
-        return await asyncio.wrap_future(answer)
+        try:
+            # Sent from the executor's one thread, in the order asked: sending blocks while the worker is busy.
+            answer = await loop.run_in_executor(
+                self._executor, functools.partial(self.store.submit, method, *args, chained=chained))
+            result = await asyncio.wrap_future(answer)
+        except StoreUnwritable as exc:
+            self.store_health.failed(str(exc))
+            raise
+        if not self.store_health.writable and (
+                method == "probe_write" or (method == "commit" and args[0].accepted)):
+            self.store_health.recovered()
+        return result
+
+    def _refuse_samples(self, prepared: Prepared) -> Prepared:
+        """The batch without its samples, while the store cannot write: events go in first when it can."""
+        if self.store_health.writable:
+            return prepared
+        kept = [acc for acc in prepared.accepted if acc.kind not in messages.SAMPLE_KINDS]
+        if len(kept) == len(prepared.accepted):
+            return prepared
+        self.metrics.inc("samples_refused", len(prepared.accepted) - len(kept))
+        return dataclasses.replace(prepared, accepted=kept)
 
     def _prepare(self, batch: list[Incoming]) -> Prepared:
         self.metrics.inc("messages_in", len(batch))
@@ -143,23 +170,29 @@ class Gateway:
         `answer` is the first attempt's, when the batch has been sent already. A failed commit makes the
         worker refuse the commits sent after it until `resume`, so batches go in in their order."""
         attempt = 0
-        while True:
-            try:
-                began = time.monotonic()
-                result: IngestResult = await (answer if answer is not None else self.in_store("commit", prepared))
-                if answer is None:
-                    self.metrics.observe("store_commit_seconds", time.monotonic() - began)
-                self.metrics.observe("write_batch_messages", len(batch))
-                return result
-            except StoreWorkerError as exc:
-                answer = None
-                attempt += 1
-                self.metrics.inc("store_errors")
-                log.error("store commit failed (attempt %d), nothing acknowledged, retrying: %s",
-                          attempt, exc)
-                await asyncio.sleep(STORE_RETRY_S)
-                with contextlib.suppress(StoreWorkerError):
-                    await self.in_store("resume")
+        try:
+            while True:
+                try:
+                    began = time.monotonic()
+                    result: IngestResult = await (
+                        answer if answer is not None else self.in_store("commit", self._refuse_samples(prepared)))
+                    if answer is None:
+                        self.metrics.observe("store_commit_seconds", time.monotonic() - began)
+                    self.metrics.observe("write_batch_messages", len(batch))
+                    return result
+                except (StoreWorkerError, StoreUnwritable) as exc:
+                    answer = None
+                    attempt += 1
+                    self._commit_retrying = True
+                    self.metrics.inc("store_errors")
+                    delay = backoff_delay(attempt - 1, STORE_RETRY_S, STORE_RETRY_MAX_S)
+                    log.error("store commit failed (attempt %d), nothing acknowledged, retrying in %.1f s: %s",
+                              attempt, delay, exc)
+                    await asyncio.sleep(delay)
+                    with contextlib.suppress(StoreWorkerError, StoreUnwritable):
+                        await self.in_store("resume")
+        finally:
+            self._commit_retrying = False
 
     async def _committed(self, batch: list[Incoming], prepared: Prepared, result: IngestResult) -> None:
         """What follows a batch's commit: metrics, the broker's acks and the devices' eacks, sync, configs."""
@@ -185,7 +218,11 @@ class Gateway:
         self._wake_sync()
         if self.downlink is not None:
             for device, config_version in result.births:
-                await self.downlink.device_online(device, config_version)
+                try:
+                    await self.downlink.device_online(device, config_version)
+                except (StoreWorkerError, StoreUnwritable) as exc:
+                    # The batch is in and acknowledged; what waited for the device goes at the next poll.
+                    log.warning("commands for %s not relayed at its birth: %s", device, exc)
 
     async def _write_batch(self, batch: list[Incoming], prepared: Prepared | None = None) -> None:
         if prepared is None:
@@ -243,7 +280,7 @@ class Gateway:
                 if taking is not None and taking.done():
                     batch, prepared = taking.result()
                     taking = None
-                    commit = self.in_store("commit", prepared, chained=bool(sent))
+                    commit = self.in_store("commit", self._refuse_samples(prepared), chained=bool(sent))
                     sent.append((batch, prepared, asyncio.ensure_future(commit), time.monotonic()))
                 if sent and sent[0][2].done():
                     batch, prepared, answer, began = sent.popleft()
@@ -292,9 +329,19 @@ class Gateway:
             # A full chunk means more may be waiting; otherwise there is no hurry.
             await asyncio.sleep(0.5 if deleted >= PRUNE_CHUNK else PRUNE_EVERY_S)
 
+    async def _store_watch(self) -> None:
+        # A store that cannot write is tried again by the writer's commits while there is traffic; when
+        # there is none, by a small write, so that the alarm clears by itself once there is room.
+        while True:
+            await asyncio.sleep(STORE_PROBE_S)
+            if not self.store_health.writable and not self._commit_retrying:
+                with contextlib.suppress(StoreUnwritable, StoreWorkerError):
+                    await self.in_store("probe_write")
+
     async def _gauges(self) -> None:
         devices_at = 0.0
         while True:
+            self.metrics.set("store_worker_restarts", self.store.restarts)
             count, age = await self.in_store("backlog")
             self.metrics.set("backlog_records", count)
             self.metrics.set("backlog_age_seconds", round(age, 3))
@@ -349,9 +396,15 @@ class Gateway:
                 self._loop.add_signal_handler(sig, self.request_stop)
             except (NotImplementedError, RuntimeError):
                 pass
-        await asyncio.get_running_loop().run_in_executor(self._executor, self.store.start)
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self.store.start)
+        except StoreUnwritable as exc:
+            # The gateway runs on without a store: it says so, acknowledges nothing, and the next request
+            # opens the store once it can.
+            self.store_health.failed(str(exc))
         self.sync = CloudSync(self.settings, self.in_store, self.metrics, lane="bulk")
-        self.priority_sync = CloudSync(self.settings, self.in_store, self.metrics, lane="priority")
+        self.priority_sync = CloudSync(self.settings, self.in_store, self.metrics, lane="priority",
+                                       held=self.store_health)
         self.downlink = DownlinkRelay(self.settings, self.in_store, self.broker, self.metrics, displays=self.displays)
         log.info("gateway for school %s starting; store %s", self.settings.school, self.settings.db_path)
         tune_gc()
@@ -359,21 +412,27 @@ class Gateway:
         started = time.monotonic()
         try:
             async with asyncio.TaskGroup() as tasks:
+                # Each task is run again after it fails (see supervise.py): only a ConfigError ends the
+                # TaskGroup, and the process, before a stop is asked.
+                def start(run: Any, name: str) -> asyncio.Task[None]:
+                    return tasks.create_task(supervised(name, run, self.metrics), name=name)
+
                 workers = [
-                    tasks.create_task(self._preparer(), name="store-preparer"),
-                    tasks.create_task(self._writer(), name="store-writer"),
-                    tasks.create_task(self.sync.run(), name="cloud-sync"),
-                    tasks.create_task(self.priority_sync.run(), name="cloud-sync-priority"),
-                    tasks.create_task(self.downlink.run(), name="downlink"),
-                    tasks.create_task(self._presence(), name="presence"),
-                    tasks.create_task(self._gauges(), name="gauges"),
-                    tasks.create_task(self._retention(), name="retention"),
-                    tasks.create_task(self._rules(), name="edge-rules"),
+                    start(self._preparer, "store-preparer"),
+                    start(self._writer, "store-writer"),
+                    start(self._store_watch, "store-watch"),
+                    start(self.sync.run, "cloud-sync"),
+                    start(self.priority_sync.run, "cloud-sync-priority"),
+                    start(self.downlink.run, "downlink"),
+                    start(self._presence, "presence"),
+                    start(self._gauges, "gauges"),
+                    start(self._retention, "retention"),
+                    start(self._rules, "edge-rules"),
                 ]
                 for device, display in self.displays.items():
-                    workers.append(tasks.create_task(display.run(), name=f"display-{device}"))
+                    workers.append(start(display.run, f"display-{device}"))
                 if self.settings.status.enabled:
-                    workers.append(tasks.create_task(self._status_server(), name="status-server"))
+                    workers.append(start(self._status_server, "status-server"))
                 await self._stopping.wait()
                 if self._status is not None:
                     self._status.should_exit = True

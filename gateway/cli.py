@@ -62,6 +62,12 @@ def _status(args: argparse.Namespace) -> int:
               f"{'connected' if status['broker_connected'] else 'NOT connected'}, cloud "
               + ("never reached" if status["cloud_last_ok_s_ago"] is None
                  else f"reached {status['cloud_last_ok_s_ago']:.0f}s ago"))
+        store = status.get("store") or {"writable": True, "error": ""}
+        if not store["writable"]:
+            print(f"STORE CANNOT WRITE for {store['unwritable_for_s']}s (alarm store_unwritable): "
+                  f"{store['detail']}; nothing new is acknowledged, samples are refused")
+        elif store["error"]:
+            print(f"store did not answer: {store['error']}")
     print(f"waiting for the cloud: {count} records, oldest {age:.0f}s")
     online = sum(1 for d in devices if d["presence"] == "online")
     print(f"devices: {online} online of {len(devices)}")

@@ -23,9 +23,10 @@ import httpx
 
 from gateway.broker import BrokerLink
 from gateway.config import GatewaySettings
+from gateway.errors import StoreUnwritable, StoreWorkerError
 from gateway.metrics import Metrics
 from gateway.serial_display import SerialDisplay
-from gateway.sync import backoff_delay
+from gateway.supervise import backoff_delay
 from protocol import messages, topics
 
 log = logging.getLogger(__name__)
@@ -145,9 +146,15 @@ class DownlinkRelay:
         """Long-poll the cloud for ever, with backoff while it is away."""
         failures = 0
         while True:
-            if await self.pull():
-                failures = 0
-                continue
+            try:
+                if await self.pull():
+                    failures = 0
+                    continue
+            except (StoreUnwritable, StoreWorkerError) as exc:
+                # Configs the store did not keep come again: the next poll sends the cursor it still has.
+                # Commands the cloud handed out in that answer are not relayed, and end expired there.
+                self._metrics.inc("downlink_store_errors")
+                log.warning("downlink poll could not use the store, trying again: %s", exc)
             failures += 1
             cloud = self._settings.cloud
             await asyncio.sleep(backoff_delay(failures - 1, cloud.backoff_min_s, cloud.backoff_max_s))

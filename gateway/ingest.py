@@ -28,22 +28,25 @@ from typing import Any
 import orjson
 
 from gateway.config import GatewaySettings
-from gateway.errors import GatewayError
+from gateway.errors import StoreUnwritable, StoreWorkerError, StoreWorkerLost
 from gateway.privacy import pseudonymizer
 from gateway.rules import RuleEngine
-from gateway.store import Accepted, Rejected, Store
+from gateway.store import Accepted, Rejected, Store, unwritable
+from gateway.supervise import backoff_delay
 from protocol import messages, topics
 
 log = logging.getLogger(__name__)
 
 WORKER_START_TIMEOUT_S = 60.0
+# A worker that dies before it answered anything is replaced after a growing, jittered delay, so that a
+# store that cannot open, or a request that kills every worker, is not retried in a tight loop; one that
+# answered requests, or lived this long, starts from the shortest delay.
+WORKER_STABLE_AFTER_S = 30.0
+WORKER_RESTART_MIN_S = 0.2
+WORKER_RESTART_MAX_S = 10.0
 REJECTIONS_LOGGED_PER_BATCH = 5
 # Kinds whose fields the store and the edge rules read; the others are only stored as JSON.
 _BODY_KINDS = frozenset((messages.BIRTH, messages.ACK, messages.TELEMETRY))
-
-
-class StoreWorkerError(GatewayError):
-    """The store worker failed a request, or died."""
 
 
 # Young-object collections at most every this many allocations: a batch allocates tens of thousands of
@@ -247,7 +250,13 @@ SKIPPED = "skipped: an earlier commit failed; the gateway sends it again first"
 def _worker_main(conn: multiprocessing.connection.Connection, settings: GatewaySettings) -> None:
     # Ctrl-C reaches the whole process group; the gateway decides when the worker stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    store = Store(settings.db_path)
+    try:
+        store = Store(settings.db_path)
+    except Exception as exc:
+        # Said to the gateway, which tells a store that cannot write from one that cannot be used at all.
+        with contextlib.suppress(OSError):
+            conn.send(("unwritable" if unwritable(exc) else "error", f"{type(exc).__name__}: {exc}"))
+        return
     ingestor = Ingestor(settings, store)
     tune_gc()
     # The gateway sends the next batch's commit before the last one's answer is back. Once a commit
@@ -279,12 +288,13 @@ def _worker_main(conn: multiprocessing.connection.Connection, settings: GatewayS
                     reply = ("ok", getattr(store, method)(*args))
             except Exception as exc:
                 halted = halted or method == "commit"
-                reply = ("error", f"{type(exc).__name__}: {exc}")
+                reply = ("unwritable" if unwritable(exc) else "error", f"{type(exc).__name__}: {exc}")
             try:
                 conn.send(reply)
             except (BrokenPipeError, EOFError, OSError):
                 return
-            if method == "exit":
+            if method == "exit" or store.needs_reopen:
+                # A store whose memory may no longer match its database is replaced by a fresh worker.
                 return
     finally:
         store.close()
@@ -298,6 +308,8 @@ class _Link:
 
     def __init__(self, process: Any, conn: multiprocessing.connection.Connection, generation: int) -> None:
         self.generation = generation
+        self.started = time.monotonic()
+        self.answered = 0
         self.process = process
         self.conn = conn
         self.waiting: deque[tuple[str, Future[Any]]] = deque()
@@ -317,11 +329,14 @@ class _Link:
                 break
             with self.lock:
                 method, future = self.waiting.popleft()
+            self.answered += 1
             # A request whose asker gave up (a cancelled task) is answered all the same, to no one.
             if not future.set_running_or_notify_cancel():
                 continue
             if status == "ok":
                 future.set_result(value)
+            elif status == "unwritable":
+                future.set_exception(StoreUnwritable(f"store {method} failed: {value}"))
             else:
                 future.set_exception(StoreWorkerError(f"store {method} failed: {value}"))
         with self.lock:
@@ -329,7 +344,7 @@ class _Link:
             waiting, self.waiting = list(self.waiting), deque()
         for method, future in waiting:
             if future.set_running_or_notify_cancel():
-                future.set_exception(StoreWorkerError(f"the store worker died during {method}"))
+                future.set_exception(StoreWorkerLost(f"the store worker died during {method}"))
 
 
 class StoreWorker:
@@ -346,6 +361,7 @@ class StoreWorker:
         self._link: _Link | None = None
         self._generation = 0
         self._chain_generation = 0
+        self._quick_failures = 0
         self.restarts = 0
 
     @property
@@ -363,11 +379,20 @@ class StoreWorker:
         child.close()
         if not parent.poll(WORKER_START_TIMEOUT_S):
             process.kill()
-            raise StoreWorkerError(f"the store worker did not open {settings.db_path} in time")
+            process.join()
+            parent.close()
+            raise StoreWorkerLost(f"the store worker did not open {settings.db_path} in time")
         try:
-            parent.recv()
-        except EOFError as exc:
-            raise StoreWorkerError(f"the store worker could not open {settings.db_path}") from exc
+            status, detail = parent.recv()
+        except (EOFError, OSError) as exc:
+            process.join()
+            parent.close()
+            raise StoreWorkerLost(f"the store worker could not open {settings.db_path}") from exc
+        if status != "ready":
+            process.join()
+            parent.close()
+            error = StoreUnwritable if status == "unwritable" else StoreWorkerError
+            raise error(f"the store worker could not open {settings.db_path}: {detail}")
         self._generation += 1
         self._link = _Link(process, parent, self._generation)
 
@@ -383,7 +408,7 @@ class StoreWorker:
             link = self._link
             if chained and (link is None or not link.usable() or link.generation != self._chain_generation):
                 future.set_running_or_notify_cancel()
-                future.set_exception(StoreWorkerError(f"the store worker was replaced before {method}"))
+                future.set_exception(StoreWorkerLost(f"the store worker was replaced before {method}"))
                 return future
             if link is None or not link.usable():
                 self._restart()
@@ -394,7 +419,7 @@ class StoreWorker:
             with link.lock:
                 if link.lost:
                     future.set_running_or_notify_cancel()
-                    future.set_exception(StoreWorkerError(f"the store worker died before {method}"))
+                    future.set_exception(StoreWorkerLost(f"the store worker died before {method}"))
                     return future
                 link.waiting.append((method, future))
             try:
@@ -409,16 +434,23 @@ class StoreWorker:
         return self.submit(method, *args).result()
 
     def _restart(self) -> None:
-        if self._link is not None:
-            self._link.process.join(1.0)
-            if self._link.process.is_alive():
-                self._link.process.kill()
-                self._link.process.join()
-            log.error("store worker exited with %s; starting a new one", self._link.process.exitcode)
-            self._link.conn.close()
-            self._link = None
+        link, self._link = self._link, None
+        if link is not None:
+            link.process.join(1.0)
+            if link.process.is_alive():
+                link.process.kill()
+                link.process.join()
+            link.conn.close()
             self.restarts += 1
-            time.sleep(min(5.0, 0.5 * self.restarts))
+            lived = time.monotonic() - link.started
+            stable = link.answered or lived >= WORKER_STABLE_AFTER_S
+            self._quick_failures = 0 if stable else self._quick_failures + 1
+            log.error("store worker exited with %s after %.0f s; starting a new one",
+                      link.process.exitcode, lived)
+        else:
+            # The last start failed (the store could not be opened).
+            self._quick_failures += 1
+        time.sleep(backoff_delay(self._quick_failures, WORKER_RESTART_MIN_S, WORKER_RESTART_MAX_S))
         self.start()
 
     def close(self, timeout: float = 10.0) -> None:

@@ -12,16 +12,21 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse, PlainTextResponse
 
+from gateway.errors import StoreUnwritable, StoreWorkerError
+
 if TYPE_CHECKING:
     from gateway.app import Gateway
 
 
-def status_snapshot(gateway: Gateway, devices: list[dict[str, Any]], backlog: tuple[int, float]) -> dict:
-    """What `classops gateway status` and the status page show."""
+def status_snapshot(gateway: Gateway, devices: list[dict[str, Any]], backlog: tuple[int, float],
+                    store_error: str = "") -> dict:
+    """What `classops gateway status` and the status page show; `store_error` says why the store did not
+    answer (the devices and backlog are then empty)."""
     count, age = backlog
     sync = gateway.sync
     return {
         "school": gateway.settings.school,
+        "store": {**gateway.store_health.snapshot(), "error": store_error},
         "gateway_id": sync.gateway_id if sync else None,
         "broker_connected": gateway.broker.connected.is_set(),
         "cloud_last_ok_s_ago": (
@@ -46,13 +51,21 @@ def _page(status: dict) -> str:
     )
     cloud = status["cloud_last_ok_s_ago"]
     cloud_text = "never reached" if cloud is None else f"last reached {cloud:.0f} s ago"
+    store = status["store"]
+    store_text = "" if store["writable"] and not store["error"] else (
+        "<p class='offline'><b>"
+        + (f"The store cannot write (for {store['unwritable_for_s']} s): nothing new is acknowledged, samples"
+           " are refused, devices keep their events. Free space in the data folder; it recovers by itself."
+           if not store["writable"] else "The store did not answer.")
+        + f"</b> {html.escape(store['detail'] or store['error'])}</p>"
+    )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
 <meta http-equiv="refresh" content="5"><title>ClassOps gateway {html.escape(status["school"])}</title>
 <style>body{{font-family:sans-serif;margin:1em}}td,th{{padding:.2em .6em;text-align:left}}
 .online{{color:#070}}.offline{{color:#b00}}.unknown{{color:#777}}</style></head><body>
 <h1>School {html.escape(status["school"])} gateway</h1>
-<p>Broker: {"connected" if status["broker_connected"] else "<b>not connected</b>"}.
+{store_text}<p>Broker: {"connected" if status["broker_connected"] else "<b>not connected</b>"}.
 Cloud: {cloud_text}. Waiting for the cloud: {status["backlog_records"]} records,
 oldest {status["backlog_age_s"]:.0f} s.</p>
 <p>Devices online: {status["devices_online"]} of {len(status["devices"])}.</p>
@@ -66,8 +79,12 @@ def create_status_app(gateway: Gateway) -> FastAPI:
     app = FastAPI(title=f"ClassOps gateway {gateway.settings.school}", docs_url=None, redoc_url=None)
 
     async def snapshot() -> dict:
-        devices = await gateway.in_store("devices")
-        backlog = await gateway.in_store("backlog")
+        # The page must answer while the store does not: that is when the admin needs it most.
+        try:
+            devices = await gateway.in_store("devices")
+            backlog = await gateway.in_store("backlog")
+        except (StoreUnwritable, StoreWorkerError) as exc:
+            return status_snapshot(gateway, [], (0, 0.0), store_error=str(exc))
         return status_snapshot(gateway, devices, backlog)
 
     @app.get("/api/status")

@@ -7,6 +7,7 @@ adds nothing. A record stays pending until the cloud confirms its gseq.
 
 from __future__ import annotations
 
+import errno
 import json
 import sqlite3
 import time
@@ -17,6 +18,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from gateway.errors import StoreUnwritable
 from protocol import messages
 
 PENDING, CONFIRMED, REJECTED = 0, 1, 2
@@ -97,6 +99,23 @@ CREATE TABLE IF NOT EXISTS quarantine (
 );
 """
 
+# SQLite's primary result codes that say the database cannot be written at all, whatever is being written.
+_UNWRITABLE_CODES = frozenset((sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY,
+                               sqlite3.SQLITE_CANTOPEN))
+_UNWRITABLE_ERRNOS = frozenset((errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES))
+
+
+def unwritable(exc: BaseException) -> StoreUnwritable | None:
+    """The StoreUnwritable that an error amounts to, or None when it is about what was being written."""
+    if isinstance(exc, StoreUnwritable):
+        return exc
+    if isinstance(exc, sqlite3.Error) and (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in _UNWRITABLE_CODES:
+        return StoreUnwritable(f"the store cannot write: {exc}")
+    if isinstance(exc, OSError) and exc.errno in _UNWRITABLE_ERRNOS:
+        return StoreUnwritable(f"the store cannot write: {exc}")
+    return None
+
+
 class Accepted(NamedTuple):
     """A validated device message, ready to be committed; `body_json` is `body` as stored.
 
@@ -167,6 +186,8 @@ class Store:
         # query per message on the hot path.
         self._presence_added = 0
         self._devices: dict[str, list[Any]] = {}
+        # Set when memory may no longer match the database; the store worker then exits and is replaced.
+        self.needs_reopen = False
         self._reload()
 
     def close(self) -> None:
@@ -210,13 +231,28 @@ class Store:
                     (QUARANTINE_KEEP,),
                 )
             cur.execute("COMMIT")
-        except BaseException:
-            cur.execute("ROLLBACK")
-            self._reload()
+        except BaseException as exc:
+            self._abandon(reload=True)
+            failure = unwritable(exc)
+            if failure is not None and failure is not exc:
+                raise failure from exc
             raise
         self._pending += sum(inserted) + self._presence_added
         self._presence_added = 0
         return result
+
+    def _abandon(self, reload: bool) -> None:
+        """Undo a failed transaction and, if asked, forget what memory holds of it."""
+        # SQLite rolls back by itself on some errors (a full disk, an I/O error): a ROLLBACK then fails
+        # with "no transaction is active" and would hide the error that matters. One that fails anyway
+        # leaves the connection in doubt, as does a reload that cannot read: the worker then starts over.
+        try:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            if reload:
+                self._reload()
+        except sqlite3.Error:
+            self.needs_reopen = True
 
     def _insert_run(self, cur: sqlite3.Cursor, accepted: Sequence[Accepted], run: list[int],
                     inserted: list[bool], now: float, seen: dict[str, float], health: dict[str, str]) -> None:
@@ -335,9 +371,11 @@ class Store:
             cur.execute("COMMIT")
             self._pending += self._presence_added
             self._presence_added = 0
-        except BaseException:
-            cur.execute("ROLLBACK")
-            self._reload()
+        except BaseException as exc:
+            self._abandon(reload=True)
+            failure = unwritable(exc)
+            if failure is not None and failure is not exc:
+                raise failure from exc
             raise
         return [r[0] for r in rows]
 
@@ -380,8 +418,11 @@ class Store:
             done += cur.rowcount
             cur.execute("COMMIT")
             self._pending -= done
-        except BaseException:
-            cur.execute("ROLLBACK")
+        except BaseException as exc:
+            self._abandon(reload=False)
+            failure = unwritable(exc)
+            if failure is not None and failure is not exc:
+                raise failure from exc
             raise
 
     def gateway_alarm(self, code: str, state: str, detail: str, now: float | None = None,
@@ -506,6 +547,24 @@ class Store:
         """How far the gateway has read the cloud's config changes."""
         row = self._db.execute("SELECT value FROM meta WHERE key='config_cursor'").fetchone()
         return int(row[0]) if row else 0
+
+    def probe_write(self, now: float | None = None) -> None:
+        """Write one small row and make it durable: raises StoreUnwritable while the store cannot write."""
+        now = time.time() if now is None else now
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute(
+                "INSERT INTO meta(key, value) VALUES ('write_probe', ?) "
+                "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                (repr(now),),
+            )
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._abandon(reload=False)
+            failure = unwritable(exc)
+            if failure is not None:
+                raise failure from exc
+            raise
 
     def usage_bytes(self) -> int:
         """Bytes of the database in use (free pages not counted)."""

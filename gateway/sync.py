@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -12,20 +11,18 @@ from typing import Any
 import httpx
 
 from gateway.config import GatewaySettings
-from gateway.errors import CloudError
+from gateway.errors import CloudError, StoreUnwritable, StoreWorkerError
 from gateway.metrics import Metrics
+from gateway.supervise import HELD_GSEQ_BASE, StoreHealth, backoff_delay
 
 log = logging.getLogger(__name__)
 
 SYNC_PATH = "/api/v1/gateway/sync"
 PRIORITY_POLL_S = 5.0
+# After the store failed to answer, the lane asks it again after this long (a new worker is on its way).
+STORE_RETRY_S = 1.0
 
 StoreCall = Callable[..., Awaitable[Any]]
-
-
-def backoff_delay(attempt: int, low: float, high: float) -> float:
-    """Exponential backoff with +-50% jitter, so that many gateways do not retry in step."""
-    return min(high, low * (2 ** min(attempt, 30))) * random.uniform(0.5, 1.5)
 
 
 class CloudSync:
@@ -34,11 +31,14 @@ class CloudSync:
     Two run at once: the priority lane carries alarms and command acks the moment they are committed,
     whatever backlog of samples and attendance the bulk lane is still working through; the bulk lane
     carries everything else, oldest first, and sends the heartbeat when there is nothing to send.
+    The priority lane also carries the alarms `held` in memory while the store cannot write.
     """
 
     def __init__(self, settings: GatewaySettings, run_in_store: StoreCall,
-                 metrics: Metrics, client: httpx.AsyncClient | None = None, lane: str = "bulk") -> None:
+                 metrics: Metrics, client: httpx.AsyncClient | None = None, lane: str = "bulk",
+                 held: StoreHealth | None = None) -> None:
         self._settings = settings
+        self._held = held
         self._run = run_in_store
         self.lane = lane
         self._metrics = metrics
@@ -83,7 +83,16 @@ class CloudSync:
         failures = 0
         while True:
             self.wake.clear()
-            records = await self._run("pending", cloud.batch_size, self.lane)
+            held = await self._held_records()
+            try:
+                records = held + await self._run("pending", cloud.batch_size, self.lane)
+            except (StoreUnwritable, StoreWorkerError) as exc:
+                self._metrics.inc("sync_store_errors", label=self.lane)
+                log.warning("%s sync cannot read the store, trying again: %s", self.lane, exc)
+                if not held:
+                    await asyncio.sleep(STORE_RETRY_S)
+                    continue
+                records = held
             idle_for = time.monotonic() - self.last_ok if self.last_ok is not None else None
             heartbeat_due = idle_for is None or idle_for >= cloud.heartbeat_s
             if not records and (self.lane == "priority" or not heartbeat_due):
@@ -107,13 +116,35 @@ class CloudSync:
                 log.info("cloud reachable again after %d failed attempts", failures)
             failures = 0
             self.last_ok = time.monotonic()
-            await self._run("mark_synced", confirmed, rejected)
+            if self._held is not None and held:
+                self._held.answered({*confirmed, *(g for g, _ in rejected)})
+                confirmed = [g for g in confirmed if g < HELD_GSEQ_BASE]
+                rejected = [(g, r) for g, r in rejected if g < HELD_GSEQ_BASE]
+            try:
+                await self._run("mark_synced", confirmed, rejected)
+            except (StoreUnwritable, StoreWorkerError) as exc:
+                # The cloud answers a batch sent again as confirmed: nothing is lost but a round trip.
+                self._metrics.inc("sync_store_errors", label=self.lane)
+                log.warning("%s sync could not record the cloud's answer; the batch goes again: %s",
+                            self.lane, exc)
+                await asyncio.sleep(STORE_RETRY_S)
             self._metrics.inc("records_synced", len(confirmed))
             for _, reason in rejected:
                 self._metrics.inc("records_rejected_by_cloud", label=reason)
             if rejected:
                 log.warning("cloud rejected %d records: %s", len(rejected), rejected[:5])
-            unanswered = len(records) - len(confirmed) - len(rejected)
+            unanswered = len(records) - len(held) - len(confirmed) - len(rejected)
             if unanswered:
                 log.warning("cloud left %d records of the batch unanswered; they will be sent again",
                             unanswered)
+
+    async def _held_records(self) -> list[dict[str, Any]]:
+        # Held alarms go into the store as soon as it writes again, and from there like any record; until
+        # then they are sent from memory.
+        if self._held is None:
+            return []
+        try:
+            await self._held.write_held(self._run)
+        except (StoreUnwritable, StoreWorkerError) as exc:
+            log.debug("held alarms not written to the store yet: %s", exc)
+        return self._held.held()
