@@ -60,6 +60,8 @@ WARN_FRACTION = 0.8
 # Impact and urgency of the faults that open orders by themselves; the part before ":" is looked up.
 FAULT_LEVELS: dict[str, tuple[str, str]] = {
     "gateway_offline": ("high", "high"),
+    # The gateway can store nothing: its school's taps and alarms wait on the devices until it can.
+    "store_unwritable": ("high", "high"),
     "store_quota": ("medium", "high"),
     "display_power_fault": ("medium", "high"),
     "display_no_answer": ("medium", "high"),

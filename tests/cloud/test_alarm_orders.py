@@ -262,3 +262,18 @@ def test_a_batch_of_alarms_changes_orders_as_the_same_alarms_one_by_one_would(se
     assert [text.split(":")[0] for _, text in journal] == [
         f"reader_fault on {DEVICE_C}", "auto-assigned to tech2", "cleared", "raised again"
     ]
+
+
+def test_a_gateway_whose_store_cannot_write_gets_a_first_priority_order(session, sync, world):
+    # Sent from the gateway's memory while its store could not write: a gseq far above the store's own.
+    held = 2**62 + int(TS * 1000)
+    raised = record(held, "gateway_alarm", None, ts=TS, code="store_unwritable", state="raise",
+                    detail="the store cannot write: database or disk is full")
+    raised.update(boot=None, seq=None)
+    answer = sync([raised], "s1")
+    assert answer.json()["confirmed"] == [held], answer.text
+
+    order = _orders(session)[0]
+
+    assert (order.kind, order.gateway_id, order.fault_code, order.priority) == (
+        "gateway", world.gateway_ids["s1"], "store_unwritable", 1)
