@@ -21,6 +21,7 @@ from gateway.broker import BrokerLink, Incoming
 from gateway.config import GatewaySettings
 from gateway.downlink import DownlinkRelay
 from gateway.errors import StoreUnwritable, StoreWorkerError
+from gateway.flood import DEVICE_FLOOD, FloodGuard
 from gateway.ingest import IngestResult, Prepared, StoreWorker, prepare, tune_gc
 from gateway.metrics import Metrics
 from gateway.serial_display import SerialDisplay
@@ -42,6 +43,9 @@ STORE_RETRY_MAX_S = 10.0
 STORE_PROBE_S = 2.0
 EACK_KEYS_PER_MESSAGE = 32
 PRUNE_EVERY_S = 60.0
+# Rejection reason of the messages a flooding device sends beyond its rate.
+FLOOD_REASON = "flood"
+FLOOD_CHECK_S = 1.0
 # The device gauges read every device's row from the store worker; the backlog gauges are one cheap query.
 DEVICE_GAUGES_EVERY_S = 10.0
 
@@ -120,7 +124,8 @@ class Gateway:
         self._inbox = Inbox(INBOX_HIGH_WATER)
         self._prepared: asyncio.Queue[tuple[list[Incoming], Prepared]] = asyncio.Queue(maxsize=1)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.broker = BrokerLink(settings, self._inbox.put_many, self.metrics, read_gate=self._inbox.wait_room)
+        self._flood = FloodGuard(settings.broker.device_rate_per_s, settings.broker.device_burst)
+        self.broker = BrokerLink(settings, self._intake, self.metrics, read_gate=self._inbox.wait_room)
         self.sync: CloudSync | None = None
         self.priority_sync: CloudSync | None = None
         self.downlink: DownlinkRelay | None = None
@@ -132,6 +137,36 @@ class Gateway:
         self._stopping = asyncio.Event()
         self._status: Any = None
         self.status_port: int | None = None
+
+    def _intake(self, batch: list[Incoming]) -> None:
+        """One read's messages, in the broker link's thread: a flooding device's excess is acknowledged
+        at once and dropped (see flood.py), the rest goes to the store writer."""
+        kept, flood = self._flood.admit(batch)
+        if flood:
+            self.metrics.inc("messages_rejected", len(flood), label=FLOOD_REASON)
+            self.broker.ack(flood)
+        if kept:
+            self._inbox.put_many(kept)
+
+    async def _flood_alarms(self) -> None:
+        # Raised devices are taken from the store, so that an alarm raised before a restart is cleared.
+        raised = await self.in_store("active_alarms", None, DEVICE_FLOOD)
+        self._flood.flooding([name.split("/", 1)[0] for name in raised], time.monotonic())
+        while True:
+            await asyncio.sleep(FLOOD_CHECK_S)
+            for change in self._flood.changes(time.monotonic()):
+                if change.flooding:
+                    log.warning("device %s floods: over %s messages a second; %d dropped", change.device,
+                                self.settings.broker.device_rate_per_s, change.dropped)
+                    detail = (f"over {self.settings.broker.device_rate_per_s:g} messages a second for "
+                              f"{self.settings.broker.device_burst / self.settings.broker.device_rate_per_s:g}"
+                              f" s: {change.dropped} dropped")
+                else:
+                    log.info("device %s calm again; %d messages dropped in all", change.device, change.dropped)
+                    detail = f"calm again; {change.dropped} messages dropped in all"
+                if await self.in_store("set_alarm", change.device, DEVICE_FLOOD, change.flooding, detail):
+                    self.metrics.inc("alarms_changed")
+                    self._wake_sync()
 
     async def in_store(self, method: str, *args: Any, chained: bool = False) -> Any:
         """Run a Store method in the store worker, off the event loop (see StoreWorker.submit)."""
@@ -428,6 +463,7 @@ class Gateway:
                     start(self._gauges, "gauges"),
                     start(self._retention, "retention"),
                     start(self._rules, "edge-rules"),
+                    start(self._flood_alarms, "flood-alarms"),
                 ]
                 for device, display in self.displays.items():
                     workers.append(start(display.run, f"display-{device}"))

@@ -28,6 +28,10 @@ class BrokerSettings(BaseModel):
     password: str = ""
     keepalive_s: int = Field(default=30, ge=5, le=3600)
     device_secret: str = Field(default="", description="derives each device's MQTT password")
+    # A device's messages beyond this rate, after a burst, are flood: dropped (gateway/flood.py). A
+    # healthy device sends a few a minute, and up to its event buffer (256) plus a birth at a reconnect.
+    device_rate_per_s: float = Field(default=20.0, gt=0, description="messages a second, per device")
+    device_burst: int = Field(default=1000, ge=1, description="messages at once, per device")
 
     @field_validator("username")
     @classmethod
