@@ -58,4 +58,70 @@ MAX_ERRORS = 32
 MAX_READINGS = 32
 MAX_FAULTS = 32
 # [boot, seq] pairs in one eack.
-MAX_EACK_KEYS = 128
+MAX_EACK_KEYS = 256
+
+# Reasons of refusal, as protocol.messages names them.
+_TOO_DEEP = "too_deep"
+_OUT_OF_RANGE = "out_of_range"
+_BAD_FIELD = "bad_field"
+_INF = float("inf")
+
+
+def too_deep(data, limit=MAX_DEPTH):
+    """True if JSON text `data` (bytes or str) nests objects and arrays deeper than `limit`.
+
+    A scan, not a parse, so that nothing recursive ever sees the text; brackets inside strings do not
+    count. Text with no more brackets than `limit` cannot be too deep and is not scanned.
+    """
+    if isinstance(data, str):
+        data = data.encode()
+    if data.count(b"{") + data.count(b"[") <= limit:
+        return False
+    depth = 0
+    in_string = escaped = False
+    for c in data:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif c == 92:  # backslash
+                escaped = True
+            elif c == 34:  # quote
+                in_string = False
+        elif c == 34:
+            in_string = True
+        elif c == 123 or c == 91:  # { [
+            depth += 1
+            if depth > limit:
+                return True
+        elif c == 125 or c == 93:  # } ]
+            depth -= 1
+    return False
+
+
+def tree_fault(value, depth):
+    """What is wrong with a value of open shape, as (reason, text), or None; `depth` containers hold it.
+
+    For command args, config values and fields a version does not know: bounded in depth (so is this
+    recursion), in keys per object, and to integers and numbers that a store can hold.
+    """
+    t = type(value)
+    if t is dict or t is list:
+        if depth >= MAX_DEPTH:
+            return _TOO_DEEP, "nests deeper than %d" % MAX_DEPTH
+        if t is dict and len(value) > MAX_KEYS:
+            return _OUT_OF_RANGE, "has more than %d keys" % MAX_KEYS
+        for item in (value.values() if t is dict else value):
+            fault = tree_fault(item, depth + 1)
+            if fault is not None:
+                return fault
+    elif t is int:
+        if value < INT64_MIN or value > INT64_MAX:
+            return _OUT_OF_RANGE, "holds an integer outside 64 bits"
+    elif t is float:
+        if value != value or value in (_INF, -_INF):
+            return _BAD_FIELD, "holds a number that is not finite"
+    elif value is not None and t is not str and t is not bool:
+        return _BAD_FIELD, "holds a value that is not JSON"
+    return None
+
+

@@ -7,10 +7,11 @@ boot, so the key names one message for ever and is what the gateway and cloud de
 
 import json
 
-from protocol import topics
+from protocol import limits, topics
+from protocol.limits import MAX_MESSAGE_BYTES
 
 PROTOCOL_VERSION = 1
-MAX_PAYLOAD = 4096
+MAX_PAYLOAD = MAX_MESSAGE_BYTES
 
 # Message kinds. `birth` and `will` share the retained status topic.
 BIRTH = "birth"
@@ -74,37 +75,53 @@ MISSING_FIELD = "missing_field"
 BAD_FIELD = "bad_field"
 DEVICE_MISMATCH = "device_mismatch"
 KIND_MISMATCH = "kind_mismatch"
+OUT_OF_RANGE = "out_of_range"
+TOO_DEEP = "too_deep"
 REASONS = (
     BAD_JSON, BAD_TOPIC, TOO_LARGE, BAD_VERSION, UNKNOWN_KIND,
-    MISSING_FIELD, BAD_FIELD, DEVICE_MISMATCH, KIND_MISMATCH,
+    MISSING_FIELD, BAD_FIELD, DEVICE_MISMATCH, KIND_MISMATCH, OUT_OF_RANGE, TOO_DEEP,
 )
 
 # Field types: 's' string, 'i' integer, 'n' number, 'b' boolean, 'd' object, 'l' array.
-# Each entry: (field, type, required).
-_ENVELOPE = (("device", "s", True), ("boot", "s", True), ("seq", "i", True), ("ts", "n", True))
+# Each entry: (field, type, required, low, high). For numbers low and high bound the value, for strings,
+# objects and arrays its length; None where the value has an exact format or is one of a list (checked
+# below), and for booleans.
+_L = limits
+_ENVELOPE = (
+    ("device", "s", True, None, None), ("boot", "s", True, None, None), ("seq", "i", True, 0, _L.MAX_SEQ),
+    ("ts", "n", True, _L.MIN_TS, _L.MAX_TS),
+)
+_HIST = ("hist", "b", False, None, None)
+_CLOCK_OK = ("clock_ok", "b", False, None, None)
+_DETAIL = ("detail", "s", False, 0, _L.MAX_DETAIL_LEN)
+_CID = ("cid", "s", True, 1, _L.MAX_CID_LEN)
 _SCHEMAS = {
     BIRTH: _ENVELOPE + (
-        ("role", "s", True), ("fw", "s", True), ("app", "s", True), ("reset", "s", True),
-        ("health_s", "i", True), ("clock_ok", "b", False), ("config_version", "i", False),
-        ("safe_mode", "b", False),
+        ("role", "s", True, None, None), ("fw", "s", True, 0, _L.MAX_VERSION_LEN),
+        ("app", "s", True, 0, _L.MAX_VERSION_LEN), ("reset", "s", True, 0, _L.MAX_RESET_LEN),
+        ("health_s", "i", True, _L.MIN_HEALTH_S, _L.MAX_HEALTH_S), _CLOCK_OK,
+        ("config_version", "i", False, 0, _L.MAX_CONFIG_VERSION), ("safe_mode", "b", False, None, None),
     ),
-    WILL: (("device", "s", True), ("boot", "s", True)),
+    WILL: _ENVELOPE[:2],
     HEALTH: _ENVELOPE + (
-        ("uptime_s", "i", True), ("heap_free", "i", True), ("heap_max_block", "i", True),
-        ("rssi", "i", False), ("errors", "d", True), ("buffered", "i", True),
-        ("clock_ok", "b", False),
+        ("uptime_s", "i", True, 0, _L.MAX_UPTIME_S), ("heap_free", "i", True, 0, _L.MAX_HEAP_BYTES),
+        ("heap_max_block", "i", True, 0, _L.MAX_HEAP_BYTES), ("rssi", "i", False, _L.MIN_RSSI, _L.MAX_RSSI),
+        ("errors", "d", True, 0, _L.MAX_ERRORS), ("buffered", "i", True, 0, _L.MAX_COUNT), _CLOCK_OK,
     ),
-    TELEMETRY: _ENVELOPE + (("readings", "d", True), ("faults", "d", False)),
-    ATTENDANCE: _ENVELOPE + (("card", "s", True), ("hist", "b", False), ("clock_ok", "b", False)),
+    TELEMETRY: _ENVELOPE + (
+        ("readings", "d", True, 0, _L.MAX_READINGS), ("faults", "d", False, 0, _L.MAX_FAULTS),
+    ),
+    ATTENDANCE: _ENVELOPE + (("card", "s", True, None, None), _HIST, _CLOCK_OK),
     ALARM: _ENVELOPE + (
-        ("code", "s", True), ("state", "s", True), ("detail", "s", False), ("hist", "b", False),
+        ("code", "s", True, 1, _L.MAX_NAME_LEN), ("state", "s", True, None, None), _DETAIL, _HIST,
     ),
-    ACK: _ENVELOPE + (
-        ("cid", "s", True), ("result", "s", True), ("detail", "s", False), ("hist", "b", False),
+    ACK: _ENVELOPE + (_CID, ("result", "s", True, None, None), _DETAIL, _HIST),
+    COMMAND: (
+        _CID, ("name", "s", True, 1, _L.MAX_NAME_LEN), ("args", "d", False, 0, _L.MAX_KEYS),
+        ("exp", "n", True, _L.MIN_TS, _L.MAX_TS),
     ),
-    COMMAND: (("cid", "s", True), ("name", "s", True), ("args", "d", False), ("exp", "n", True)),
-    CONFIG: (("version", "i", True), ("values", "d", True)),
-    EVENT_ACK: (("keys", "l", True),),
+    CONFIG: (("version", "i", True, 0, _L.MAX_CONFIG_VERSION), ("values", "d", True, 0, _L.MAX_KEYS)),
+    EVENT_ACK: (("keys", "l", True, 0, _L.MAX_EACK_KEYS),),
 }
 
 _HEX = "0123456789abcdef"
@@ -152,11 +169,33 @@ def _type_ok(value, code):
 _FAST_TYPES = {"s": str, "b": bool, "i": int, "n": int, "d": dict, "l": list}
 # Each kind's schema with that type added to each entry, and its field names, for the value checks that
 # apply only where a field exists.
+# `sized`: whether an entry's bounds are on the value's length (strings, objects, arrays) or the value.
 _CHECKS = {}
 _FIELDS = {}
 for _kind in _SCHEMAS:
-    _CHECKS[_kind] = tuple((e[0], e[1], _FAST_TYPES[e[1]], e[2]) for e in _SCHEMAS[_kind])
+    _CHECKS[_kind] = tuple((e[0], e[1], _FAST_TYPES[e[1]], e[2], e[3], e[4], e[1] in "sdl")
+                           for e in _SCHEMAS[_kind])
     _FIELDS[_kind] = set(e[0] for e in _SCHEMAS[_kind])
+# The payload's own fields: v and kind beside the schema's.
+_OWN = 2
+
+
+def _check_tree(value, depth, what):
+    fault = limits.tree_fault(value, depth)
+    if fault is not None:
+        raise ProtocolError(fault[0], what + " " + fault[1])
+
+
+def _check_entries(obj, what, code, low, high):
+    # An object of named values: error counts, readings, faults.
+    for name in obj:
+        value = obj[name]
+        if not isinstance(name, str) or not 0 < len(name) <= limits.MAX_NAME_LEN:
+            raise ProtocolError(OUT_OF_RANGE, "%s names are 1 to %d characters" % (what, limits.MAX_NAME_LEN))
+        if not _type_ok(value, code):
+            raise ProtocolError(BAD_FIELD, "%s %s has the wrong type" % (what, name))
+        if not low <= (len(value) if code == "s" else value) <= high:
+            raise ProtocolError(OUT_OF_RANGE, "%s %s is not within %s to %s" % (what, name, low, high))
 
 
 def _check_values(kind, msg):
@@ -166,12 +205,12 @@ def _check_values(kind, msg):
         raise ProtocolError(BAD_FIELD, "device is not esp32-<12 hex>")
     if "boot" in names and not is_boot_id(msg["boot"]):
         raise ProtocolError(BAD_FIELD, "boot is not 8 hex digits")
-    if "seq" in names and msg["seq"] < 0:
-        raise ProtocolError(BAD_FIELD, "seq is negative")
-    if "ts" in names and msg["ts"] < 0:
-        raise ProtocolError(BAD_FIELD, "ts is negative")
+    if "clock_ok" in names and msg.get("clock_ok") is True and msg["ts"] < limits.MIN_CLOCK_OK_TS:
+        raise ProtocolError(OUT_OF_RANGE, "ts before %d from a set clock" % limits.MIN_CLOCK_OK_TS)
     if kind == BIRTH and msg["role"] not in ROLES:
         raise ProtocolError(BAD_FIELD, "role must be one of " + ", ".join(ROLES))
+    elif kind == HEALTH:
+        _check_entries(msg["errors"], "error count", "i", 0, limits.MAX_COUNT)
     elif kind == ATTENDANCE and not is_card_uid(msg["card"]):
         raise ProtocolError(BAD_FIELD, "card is not a 4, 7 or 10 byte UID in lowercase hex")
     elif kind == ALARM and msg["state"] not in ALARM_STATES:
@@ -179,21 +218,27 @@ def _check_values(kind, msg):
     elif kind == ACK and msg["result"] not in ACK_RESULTS:
         raise ProtocolError(BAD_FIELD, "ack result must be one of " + ", ".join(ACK_RESULTS))
     elif kind == TELEMETRY:
-        readings = msg["readings"]
-        for name in readings:
-            if not _type_ok(readings[name], "n"):
-                raise ProtocolError(BAD_FIELD, "reading %s is not a number" % name)
+        _check_entries(msg["readings"], "reading", "n", -limits.MAX_READING, limits.MAX_READING)
+        if "faults" in msg:
+            _check_entries(msg["faults"], "fault", "s", 0, limits.MAX_FAULT_LEN)
+    elif kind == COMMAND and "args" in msg:
+        _check_tree(msg["args"], 1, "args")
+    elif kind == CONFIG:
+        _check_tree(msg["values"], 1, "values")
     elif kind == EVENT_ACK:
         for key in msg["keys"]:
             if (not isinstance(key, list) or len(key) != 2 or not is_boot_id(key[0])
                     or not _type_ok(key[1], "i")):
                 raise ProtocolError(BAD_FIELD, "eack keys must be [boot, seq] pairs")
+            if not 0 <= key[1] <= limits.MAX_SEQ:
+                raise ProtocolError(OUT_OF_RANGE, "eack seq is not 0 to %d" % limits.MAX_SEQ)
 
 
-def validate(msg, leaf=None):
-    """Check a decoded message against its kind's schema; return it or raise ProtocolError.
+def validate(msg, leaf=None, now=None):
+    """Check a decoded message against its kind's schema and bounds; return it or raise ProtocolError.
 
-    `leaf` is the topic's last level, when the message came from a topic: the kind must fit it.
+    `leaf` is the topic's last level, when the message came from a topic: the kind must fit it. `now`, a
+    receiver's trusted clock, refuses a `ts` ahead of it by more than limits.MAX_CLOCK_AHEAD_S.
     """
     if not isinstance(msg, dict):
         raise ProtocolError(BAD_JSON, "payload is not a JSON object")
@@ -208,33 +253,47 @@ def validate(msg, leaf=None):
         expected = topics.STATUS if kind in STATE_KINDS else kind
         if leaf != expected:
             raise ProtocolError(KIND_MISMATCH, "kind %s on topic leaf %s" % (kind, leaf))
-    for field, code, fast_type, required in schema:
+    present = _OWN
+    for field, code, fast_type, required, low, high, sized in schema:
         if field in msg:
+            present += 1
             value = msg[field]
             if type(value) is not fast_type and not _type_ok(value, code):
                 raise ProtocolError(BAD_FIELD, "%s.%s has the wrong type" % (kind, field))
+            if high is not None and not low <= (len(value) if sized else value) <= high:
+                raise ProtocolError(OUT_OF_RANGE, "%s.%s is not within %s to %s" % (kind, field, low, high))
         elif required:
             raise ProtocolError(MISSING_FIELD, "%s needs field %s" % (kind, field))
+    if len(msg) != present:
+        # Fields this version does not know pass through, but within the same bounds as the rest.
+        if len(msg) > limits.MAX_KEYS:
+            raise ProtocolError(OUT_OF_RANGE, "more than %d fields" % limits.MAX_KEYS)
+        _check_tree(msg, 0, kind)
     _check_values(kind, msg)
+    if now is not None and "ts" in _FIELDS[kind] and msg["ts"] > now + limits.MAX_CLOCK_AHEAD_S:
+        raise ProtocolError(OUT_OF_RANGE, "ts %s is more than %d s ahead of the receiver's clock"
+                            % (msg["ts"], limits.MAX_CLOCK_AHEAD_S))
     return msg
 
 
-def decode(payload, leaf=None, loads=json.loads):
+def decode(payload, leaf=None, loads=json.loads, now=None):
     """Bytes from the wire to a validated message dict; raise ProtocolError on anything wrong.
 
     `loads` lets a gateway use a faster JSON parser; it must raise ValueError on bad input.
     """
     if len(payload) > MAX_PAYLOAD:
         raise ProtocolError(TOO_LARGE, "payload of %d bytes exceeds %d" % (len(payload), MAX_PAYLOAD))
+    if limits.too_deep(payload):
+        raise ProtocolError(TOO_DEEP, "payload nests deeper than %d" % limits.MAX_DEPTH)
     try:
         msg = loads(payload)
     except (ValueError, UnicodeError, RuntimeError) as exc:
         # RuntimeError: nesting deep enough to exhaust the parser's recursion limit.
         raise ProtocolError(BAD_JSON, "payload is not JSON (%s)" % exc)
-    return validate(msg, leaf)
+    return validate(msg, leaf, now)
 
 
-def decode_uplink(topic, payload, loads=json.loads, parse=topics.parse):
+def decode_uplink(topic, payload, loads=json.loads, parse=topics.parse, now=None):
     """Parse a device-to-gateway message: (school, device, msg), checked against its topic.
 
     `parse` may be a caching wrapper of topics.parse, for a gateway that sees the same topics all day.
@@ -245,7 +304,7 @@ def decode_uplink(topic, payload, loads=json.loads, parse=topics.parse):
         raise ProtocolError(BAD_TOPIC, str(exc))
     if direction != topics.UP:
         raise ProtocolError(BAD_TOPIC, "not a device-to-gateway topic")
-    msg = decode(payload, leaf, loads)
+    msg = decode(payload, leaf, loads, now)
     if msg["device"] != device:
         raise ProtocolError(DEVICE_MISMATCH, "payload device %s on topic of %s" % (msg["device"], device))
     return school, device, msg

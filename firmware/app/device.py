@@ -26,7 +26,7 @@ from app import VERSION, config
 from app.mqtt import MQTTClient, MQTTError
 from app.ringbuf import RingBuffer
 from app.waits import wait_event_ms
-from protocol import messages, topics
+from protocol import limits, messages, topics
 
 BACKOFF_MIN_S = 0.5
 BACKOFF_MAX_S = 30
@@ -222,7 +222,8 @@ class Device:
         """Raise or clear alarm `code` (one of messages.ALARM_CODES) as an event."""
         fields = {"code": code, "state": state, "hist": False}
         if detail:
-            fields["detail"] = detail
+            # The protocol's bound on detail: a longer text would make encode refuse the whole alarm.
+            fields["detail"] = detail[:limits.MAX_DETAIL_LEN]
         self.log("alarm %s %s %s" % (code, state, detail or ""))
         return self.add_event(messages.ALARM, fields)
 

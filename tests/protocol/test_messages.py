@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from protocol import messages, topics
+from protocol import limits, messages, topics
 from protocol.messages import ProtocolError
 
 SCHOOL = "lyq017"
@@ -192,7 +192,7 @@ def test_unicode_text_survives():
 
 def test_utf8_text_is_measured_in_bytes():
     # Chinese text is three bytes a character in UTF-8; the limit is on bytes on the wire.
-    msg = example(messages.ALARM, detail="故" * 1400)
+    msg = example(messages.ALARM, note="故" * 1400)
     assert reason_of(messages.encode, msg) == messages.TOO_LARGE
 
 
@@ -232,10 +232,27 @@ def _rejections():
         (messages.BAD_FIELD, "seq-string", up_att, raw(example(att, seq="17"))),
         (messages.BAD_FIELD, "seq-bool", up_att, raw(example(att, seq=True))),
         (messages.BAD_FIELD, "seq-float", up_att, raw(example(att, seq=17.0))),
-        (messages.BAD_FIELD, "seq-negative", up_att, raw(example(att, seq=-1))),
+        (messages.OUT_OF_RANGE, "seq-negative", up_att, raw(example(att, seq=-1))),
+        (messages.OUT_OF_RANGE, "seq-2**63", up_att, raw(example(att, seq=2**63))),
+        (messages.OUT_OF_RANGE, "ts-year-3000", up_att, raw(example(att, ts=32503680000))),
+        (messages.OUT_OF_RANGE, "ts-set-clock-1999", up_att, raw(example(att, ts=946684799, clock_ok=True))),
+        (messages.OUT_OF_RANGE, "birth-health_s-2**63", topic_for("birth"), raw(example("birth", health_s=2**63))),
+        (messages.OUT_OF_RANGE, "birth-health_s-0", topic_for("birth"), raw(example("birth", health_s=0))),
+        (messages.OUT_OF_RANGE, "health-rssi", topic_for("health"), raw(example("health", rssi=-1000))),
+        (messages.OUT_OF_RANGE, "health-errors-count", topic_for("health"),
+         raw(example("health", errors={"mqtt": 2**40}))),
+        (messages.OUT_OF_RANGE, "alarm-detail-long", topic_for("alarm"), raw(example("alarm", detail="x" * 257))),
+        (messages.OUT_OF_RANGE, "reading-huge", topic_for("telemetry"),
+         raw(example("telemetry", readings={"co2": 1e300}))),
+        (messages.OUT_OF_RANGE, "unknown-field-int", up_att, raw(example(att, extra=2**63))),
+        (messages.OUT_OF_RANGE, "too-many-fields", up_att, raw(example(att, **{f"f{i}": 0 for i in range(64)}))),
+        (messages.TOO_DEEP, "nested-300", topic_for("birth"),
+         raw(example("birth")).replace(b'"role"', b'"x":' + b"[" * 300 + b"]" * 300 + b',"role"')),
+        (messages.TOO_DEEP, "nested-9-objects", up_att,
+         raw(example(att)).replace(b'"card"', b'"x":' + b'{"a":' * 8 + b"1" + b"}" * 8 + b',"card"')),
         (messages.BAD_FIELD, "ts-bool", up_att, raw(example(att, ts=True))),
         (messages.BAD_FIELD, "ts-string", up_att, raw(example(att, ts="2024-11-25T07:42:13Z"))),
-        (messages.BAD_FIELD, "ts-negative", up_att, raw(example(att, ts=-1))),
+        (messages.OUT_OF_RANGE, "ts-negative", up_att, raw(example(att, ts=-1))),
         (messages.BAD_FIELD, "card-upper", up_att, raw(example(att, card="04A1B2C3D4E580"))),
         (messages.BAD_FIELD, "card-colons", up_att, raw(example(att, card="04:a1:b2:c3"))),
         (messages.BAD_FIELD, "card-5-bytes", up_att, raw(example(att, card="04a1b2c3d4"))),
@@ -277,7 +294,7 @@ def test_uplink_rejections(reason, topic, payload):
 
 def test_every_reason_is_exercised():
     assert {case.values[0] for case in REJECTIONS} == set(messages.REASONS)
-    assert len(set(messages.REASONS)) == len(messages.REASONS) == 9
+    assert len(set(messages.REASONS)) == len(messages.REASONS) == 11
 
 
 BAD_DOWNLINK = [
@@ -331,13 +348,13 @@ def test_encode_refuses_invalid_messages():
 
 
 def test_size_limit_is_inclusive():
-    base = example("alarm", detail="")
+    base = example("alarm", note="")
     pad = messages.MAX_PAYLOAD - len(messages.encode(base))
-    at_limit = example("alarm", detail="x" * pad)
+    at_limit = example("alarm", note="x" * pad)
     data = messages.encode(at_limit)
     assert len(data) == messages.MAX_PAYLOAD
     assert messages.decode_uplink(topic_for("alarm"), data)[2] == at_limit
-    over = example("alarm", detail="x" * (pad + 1))
+    over = example("alarm", note="x" * (pad + 1))
     assert reason_of(messages.encode, over) == messages.TOO_LARGE
     assert reason_of(messages.decode, raw(over)) == messages.TOO_LARGE
 
@@ -345,7 +362,7 @@ def test_size_limit_is_inclusive():
 def test_eack_of_about_two_hundred_keys_fits():
     keys = [[BOOT, 999999]] * 200
     assert len(messages.encode(messages.event_ack(keys))) <= messages.MAX_PAYLOAD
-    assert reason_of(messages.encode, messages.event_ack(keys * 2)) == messages.TOO_LARGE
+    assert reason_of(messages.encode, messages.event_ack(keys * 2)) == messages.OUT_OF_RANGE
 
 
 def test_fractional_timestamps_are_numbers():
@@ -396,11 +413,44 @@ def test_encode_refuses_nan_reading():
         messages.BAD_FIELD
 
 
-def test_deep_nesting_is_bad_json():
+def test_deep_nesting_is_refused_before_parsing():
     nested = b"[" * 2000 + b"]" * 2000
     payload = b'{"v":1,"kind":"will","device":"esp32-246f28a1b2c3","boot":"5e3a91c4","x":' + nested + b"}"
     assert len(payload) <= messages.MAX_PAYLOAD
-    assert reason_of(messages.decode_uplink, topic_for("will"), payload) == messages.BAD_JSON
+    assert reason_of(messages.decode_uplink, topic_for("will"), payload) == messages.TOO_DEEP
+    # A parser that recursed on every level could overflow its stack; the scan refuses them first.
+    assert reason_of(messages.decode, b"[" * messages.MAX_PAYLOAD, None, refusing_loads) == messages.TOO_DEEP
+    assert limits.too_deep(b"[" * 100_000)
+
+
+def refusing_loads(payload):
+    raise AssertionError("parsed a payload that should have been refused unparsed")
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting():
+    msg = example("alarm", detail="[[[[[[[[[[{{{{{{{{{{ \\\" \"]]")
+    assert messages.decode(messages.encode(msg), "alarm") == msg
+
+
+def test_nesting_at_the_limit_is_accepted():
+    msg = example("cmd", args={"a": {"b": {"c": {"d": {"e": {"f": [1]}}}}}})
+    assert messages.decode(messages.encode(msg), "cmd") == msg
+    deeper = example("cmd", args={"a": {"b": {"c": {"d": {"e": {"f": [[1]]}}}}}})
+    assert reason_of(messages.encode, deeper) == messages.TOO_DEEP
+
+
+def test_ts_ahead_of_the_receivers_clock_is_refused_only_when_it_is_given():
+    msg = example("attendance", ts=TS + limits.MAX_CLOCK_AHEAD_S + 1)
+    assert messages.decode(messages.encode(msg), "attendance") == msg
+    assert messages.decode(messages.encode(msg), "attendance", now=TS + 1) == msg
+    assert reason_of(messages.decode, messages.encode(msg), "attendance", json.loads, TS) == messages.OUT_OF_RANGE
+
+
+def test_clock_not_set_may_send_small_timestamps():
+    # An ESP32 whose clock was never set counts from its port's epoch: ts is its uptime, or 2000-01-01 on.
+    for ts in (37, 946684837):
+        msg = example("attendance", ts=ts, clock_ok=False)
+        assert messages.decode(messages.encode(msg), "attendance") == msg
 
 
 # docs/protocol.md shows a topic and a payload for every kind; they must stay valid and canonical.

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from protocol import messages, topics
+from simulator.firmware import compiled_modules
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -110,11 +111,14 @@ def run_vm(cases, tmp_path):
     """Run `cases` through VM_SCRIPT on MicroPython with a device-sized heap; one result per case."""
     script = tmp_path / "vm_protocol.py"
     script.write_text(VM_SCRIPT)
-    env = dict(os.environ, MICROPYPATH=str(ROOT))
+    # The modules compiled by mpy-cross, as a chip runs them: compiling them on the VM would need more
+    # heap than the device-sized one. The working directory would come first on the VM's path.
+    compiled = compiled_modules()
+    env = dict(os.environ, MICROPYPATH=str(compiled if compiled is not None else ROOT))
     proc = subprocess.run(
         [str(MICROPYTHON), "-X", "heapsize=" + HEAPSIZE, str(script)],
         input="".join(json.dumps(case) + "\n" for case in cases),
-        capture_output=True, text=True, env=env, timeout=120, check=False,
+        capture_output=True, text=True, env=env, timeout=120, check=False, cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr or proc.stdout
     results = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
@@ -151,7 +155,7 @@ BUILDS = [
     ("message", key_fields("telemetry", 10) + [{"readings": {"door": True}}]),
     ("message", [messages.HEALTH, DEVICE, BOOT, True, TS, {"uptime_s": 1, "heap_free": 1, "heap_max_block": 1,
                                                            "errors": {}, "buffered": 0}]),
-    ("message", key_fields("alarm", 11) + [{"code": "x", "state": "raise", "detail": "x" * 4096}]),
+    ("message", key_fields("alarm", 11) + [{"code": "x", "state": "raise", "note": "x" * 4096}]),
     ("event_ack", [[[BOOT, "4"]]]),
     ("will", ["esp32-246F28A1B2C3", BOOT]),
 ]
@@ -188,6 +192,11 @@ def uplink_cases():
         (att_topic, _payload(_attendance(seq=True))),
         (att_topic, _payload(_attendance(seq=17.0))),
         (att_topic, _payload(_attendance(seq=-1))),
+        (att_topic, _payload(_attendance(seq=2**63))),
+        (att_topic, _payload(_attendance(ts=2**64))),
+        (att_topic, _payload(_attendance(x=[[[[[[[[[1]]]]]]]]]))),
+        (att_topic, _payload(_attendance(x="[[[[[[[[[[[[]"))),
+        (att_topic, b"[" * 300 + b"]" * 300),
         (att_topic, _payload(_attendance(ts="now"))),
         (att_topic, _payload(_attendance(card="04A1B2C3D4E580"))),
         (att_topic, _payload(_attendance(hist=1))),
