@@ -55,6 +55,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from cloud.main import create_app
 
+    # uvicorn's own X-Forwarded-For handling stays off (proxy_headers=False): the client's address is the
+    # app's to find, through Settings.trusted_proxies only.
     # Server processes, the workers started below too: see Settings.tune_gc.
     settings = _settings(args).model_copy(update={"tune_gc": True})
     workers = args.workers if args.workers is not None else 1
@@ -62,7 +64,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print("error: --workers must be at least 1", file=sys.stderr)
         return 2
     if workers == 1:
-        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None, proxy_headers=False)
         return 0
     # Workers are fresh processes that build their app from the environment, so the options given here
     # go there too.
@@ -83,6 +85,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         host=settings.host,
         port=settings.port,
         log_config=_worker_log_config(),
+        proxy_headers=False,
     )
     return 0
 

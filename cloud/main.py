@@ -19,6 +19,7 @@ from cloud.api.main import api_router
 from cloud.api.ratelimit import TokenBuckets
 from cloud.core.config import Settings
 from cloud.core.db import create_db_engine, upgrade_database
+from cloud.core.headers import SecurityHeaders
 from cloud.errors import AccessDenied, AlreadyExists, CloudError, InUse, InvalidInput, NotFound
 from cloud.web.routes import router as web_router
 from protocol import topics
@@ -129,7 +130,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     await task
             engine.dispose()
 
-    app = FastAPI(title="ClassOps cloud", version="0.2.0", lifespan=lifespan)
+    app = FastAPI(
+        title="ClassOps cloud",
+        version="0.2.0",
+        lifespan=lifespan,
+        docs_url="/docs" if settings.api_docs else None,
+        redoc_url="/redoc" if settings.api_docs else None,
+        openapi_url="/openapi.json" if settings.openapi_schema else None,
+    )
+    app.add_middleware(SecurityHeaders, docs_paths=frozenset(("/docs", "/docs/oauth2-redirect", "/redoc")))
     app.state.settings = settings
     app.state.engine = engine
     app.state.sync_limiter = TokenBuckets(rate=settings.sync_rate_per_s, burst=settings.sync_burst)

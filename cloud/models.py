@@ -19,7 +19,8 @@ SQLModel.metadata.naming_convention = {
 }
 
 ROLES = ("county_admin", "school_admin", "technician", "contractor_manager", "auditor")
-ACTOR_KINDS = ("user", "gateway", "cli", "system")
+# "anonymous": someone who has not signed in, e.g. a failed sign-in.
+ACTOR_KINDS = ("user", "gateway", "cli", "system", "anonymous")
 PRESENCE_STATES = ("online", "offline", "unknown")
 Role = Literal["county_admin", "school_admin", "technician", "contractor_manager", "auditor"]
 Presence = Literal["online", "offline", "unknown"]
@@ -756,6 +757,30 @@ class AuthToken(SQLModel, table=True):
     user_id: int = Field(foreign_key="user_account.id", index=True, ondelete="CASCADE")
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     expires_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class SignInThrottle(SQLModel, table=True):
+    """Failed sign-ins counted per account and address ("pair"), per account, and per address, in the
+    database so that every API worker and instance sees the same count."""
+
+    __tablename__ = "sign_in_throttle"
+
+    scope: str = Field(primary_key=True, max_length=8)
+    # The name as typed (the account need not exist); "" in the per-address rows.
+    username: str = Field(primary_key=True, max_length=64)
+    # "" in the per-account rows.
+    address: str = Field(primary_key=True, max_length=64)
+    failures: int = 0
+    last_failure_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Per-pair rows: when this account last signed in from this address.
+    last_success_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class SignInUnlocked(BaseModel):
+    """What lifting an account's sign-in locks did."""
+
+    username: str
+    lifted: int = PydanticField(description="locked or counting records reset (the account's, and per address)")
 
 
 class LoginRequest(BaseModel):

@@ -1,6 +1,7 @@
 """Dependencies of the API routes, as Annotated aliases."""
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Path, Query, Request, status
@@ -74,14 +75,43 @@ CurrentUser = Annotated[User, Depends(get_current_user)]
 CurrentGateway = Annotated[Gateway, Depends(get_current_gateway)]
 
 
+def _address(text: str) -> IPv4Address | IPv6Address | None:
+    """An address as a proxy writes it: bare, or with a port ("1.2.3.4:80", "[::1]:80"); None if not one."""
+    text = text.strip()
+    if text.startswith("["):
+        text = text[1:].partition("]")[0]
+    elif text.count(":") == 1:
+        text = text.partition(":")[0]
+    try:
+        return ip_address(text)
+    except ValueError:
+        return None
+
+
+def _trusted(address: IPv4Address | IPv6Address, networks: Sequence[IPv4Network | IPv6Network]) -> bool:
+    return any(address in network for network in networks)
+
+
 def client_ip(request: Request, settings: Settings) -> str | None:
-    """The address the request came from; behind a trusted proxy, the first X-Forwarded-For hop."""
-    if settings.trust_forwarded_for:
-        forwarded = request.headers.get("x-forwarded-for", "")
-        first = forwarded.split(",")[0].strip()
-        if first:
-            return first[:64]
-    return request.client.host if request.client else None
+    """The address the request came from: the peer's, or, when the peer is a trusted proxy, the nearest
+    X-Forwarded-For hop that is not one. The header is read from the right: each trusted proxy appends the
+    address it saw, while everything to the left of the first untrusted hop is the client's own writing."""
+    peer = request.client.host if request.client else None
+    if peer is None or not settings.trusted_proxies:
+        return peer
+    nearest = _address(peer)
+    if nearest is None or not _trusted(nearest, settings.trusted_proxies):
+        return peer
+    hops = ",".join(request.headers.getlist("x-forwarded-for")).split(",")
+    for hop in reversed(hops):
+        address = _address(hop)
+        if address is None:
+            # Not an address: no proxy of ours wrote it, so the nearest address known is the last hop read.
+            break
+        nearest = address
+        if not _trusted(address, settings.trusted_proxies):
+            break
+    return str(nearest)
 
 
 def get_client_ip(request: Request, settings: SettingsDep) -> str | None:

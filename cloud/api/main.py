@@ -23,6 +23,7 @@ from cloud.api.routes import (
     roster,
     schools,
     teams,
+    users,
     work_orders,
 )
 
@@ -30,6 +31,7 @@ api_router = APIRouter()
 for module in (
     health,
     auth,
+    users,
     gateway_sync,
     cities,
     districts,

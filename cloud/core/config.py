@@ -1,10 +1,10 @@
 """Settings of the cloud service, read from CLASSOPS_CLOUD_* environment variables."""
 
 from datetime import timedelta
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import IPvAnyNetwork, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -41,8 +41,13 @@ class Settings(BaseSettings):
     maintenance_interval_s: float = 600.0
     max_import_bytes: int = 10 * 1024 * 1024
     max_import_rows: int = 50_000
-    # Behind a load balancer, the client's address is the first hop of X-Forwarded-For.
-    trust_forwarded_for: bool = False
+    # The load balancers and reverse proxies in front of the service, as networks ("10.0.0.0/8,::1"; env: a
+    # comma-separated list). A request from one of them has its client's address read from X-Forwarded-For,
+    # from the right, past every trusted hop; the left part is whatever the client wrote. None: the peer's.
+    trusted_proxies: Annotated[list[IPvAnyNetwork], NoDecode] = []
+    # The interactive API documentation (/docs, /redoc) and the OpenAPI document behind it (/openapi.json).
+    api_docs: bool = True
+    openapi_schema: bool = True
     # How often the app checks stale gateways, cleared alarms, SLA deadlines and command expiry; 0 = never.
     operations_interval_s: float = 60.0
     # An alarm that clears must stay clear this long before the device counts as having verified the fix.
@@ -61,6 +66,13 @@ class Settings(BaseSettings):
     max_attachment_bytes: int = 5 * 1024 * 1024
     # The longest a gateway's downlink request is held open waiting for something to send.
     downlink_max_wait_s: float = 30.0
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_networks(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> "Settings":

@@ -76,6 +76,7 @@ from cloud.crud.registry import (
     update_district,
     update_school,
 )
+from cloud.crud.signin import SignInPolicy, SignInResult, sign_in, unlock_sign_in
 from cloud.crud.sync import RecordRejected, apply_sync_batch, parse_sync_record
 
 __all__ = [
@@ -84,6 +85,8 @@ __all__ = [
     "OperationsReport",
     "RecordRejected",
     "Scope",
+    "SignInPolicy",
+    "SignInResult",
     "apply_sync_batch",
     "authenticate",
     "create_auth_token",
@@ -142,6 +145,8 @@ __all__ = [
     "run_operations",
     "run_maintenance",
     "set_user_active",
+    "sign_in",
+    "unlock_sign_in",
     "update_building",
     "update_city",
     "update_classroom",

@@ -68,6 +68,9 @@ FAULT_LEVELS: dict[str, tuple[str, str]] = {
     "display_power_mismatch": ("medium", "medium"),
     "reader_fault": ("medium", "high"),
     "device_offline": ("medium", "medium"),
+    # A device flooding its topics (the gateway drops its excess): broken firmware or a stolen credential,
+    # an equipment fault to look at; the gateway keeps the rest of the school working meanwhile.
+    "device_flood": ("medium", "medium"),
     "safe_mode": ("medium", "medium"),
     "config_invalid": ("low", "medium"),
     "config_rejected": ("low", "medium"),

@@ -16,6 +16,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "password": ("密码", "Password"),
     "login_failed": ("用户名或密码错误，或账号已停用", "Incorrect username or password, or the account is disabled"),
     "session_expired": ("登录已过期，请重新登录", "Your session has expired; sign in again"),
+    "login_throttled": (
+        "登录失败次数过多，请 {minutes} 分钟后再试",
+        "Too many failed sign-ins; try again in {minutes} min",
+    ),
     "csrf_failed": ("页面已过期，请刷新后重试", "The page has expired; reload it and try again"),
     "lang_switch": ("English", "中文"),
     "nav_orders": ("工单", "Orders"),

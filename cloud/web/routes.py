@@ -4,6 +4,7 @@ Every page reads through the same data functions as the API, passing the signed-
 data layer's to enforce: a school admin asking for another school's page gets the same 404 the API gives.
 """
 
+import math
 from datetime import date, timedelta
 from typing import Annotated, Literal
 
@@ -13,7 +14,7 @@ from pydantic import ValidationError
 from sqlmodel import Session
 
 from cloud import crud, media
-from cloud.api.deps import SessionDep
+from cloud.api.deps import SessionDep, client_ip
 from cloud.api.routes import figures as figures_api
 from cloud.api.routes.imports import read_upload
 from cloud.api.routes.work_orders import read_photo
@@ -119,8 +120,25 @@ def login(
     password: Annotated[str, Form(max_length=1024)] = "",
     next: Annotated[str, Form(max_length=2000)] = "/",
 ) -> Response:
-    """Check the credentials and start a session."""
-    user = crud.authenticate(session, username=username, password=password) if username and password else None
+    """Check the credentials (throttled, as the API's) and start a session."""
+    result = None
+    if username and password:
+        ip = client_ip(request, _settings(request))
+        result = crud.sign_in(session, username=username, password=password, client_ip=ip)
+    if result is not None and result.retry_after_s:
+        response = render(
+            request,
+            "login.html",
+            None,
+            status_code=429,
+            next=safe_next(next),
+            failed=False,
+            throttled_minutes=math.ceil(result.retry_after_s / 60),
+            username=username,
+        )
+        response.headers["Retry-After"] = str(result.retry_after_s)
+        return response
+    user = result.user if result is not None else None
     if user is None:
         return render(
             request, "login.html", None, status_code=401, next=safe_next(next), failed=True, username=username

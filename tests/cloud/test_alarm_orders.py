@@ -277,3 +277,13 @@ def test_a_gateway_whose_store_cannot_write_gets_a_first_priority_order(session,
 
     assert (order.kind, order.gateway_id, order.fault_code, order.priority) == (
         "gateway", world.gateway_ids["s1"], "store_unwritable", 1)
+
+
+def test_a_device_the_gateway_finds_flooding_gets_an_equipment_order(session, alarm):
+    alarm("device_flood", "raise", kind="gateway_alarm")
+    alarm("device_flood", "clear", at=60, kind="gateway_alarm")
+
+    order = _orders(session)[0]
+
+    assert (order.kind, order.device_id, order.fault_code, order.priority) == ("device", DEVICE_A, "device_flood", 3)
+    assert not order.alarm_active

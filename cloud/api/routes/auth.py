@@ -11,10 +11,23 @@ from cloud.models import LoginRequest, TokenPublic, UserPublic
 router = APIRouter(prefix="/auth", tags=["auth"])
 
 
-@router.post("/login")
+@router.post(
+    "/login",
+    responses={
+        401: {"description": "incorrect username or password, or the account is disabled"},
+        429: {"description": "too many failed sign-ins for this account or address; see Retry-After"},
+    },
+)
 def login(body: LoginRequest, session: SessionDep, settings: SettingsDep, ip: ClientIP) -> TokenPublic:
-    """Exchange a username and password for a bearer token."""
-    user = crud.authenticate(session, username=body.username, password=body.password)
+    """Exchange a username and password for a bearer token; failed sign-ins are throttled."""
+    result = crud.sign_in(session, username=body.username, password=body.password, client_ip=ip)
+    user = result.user
+    if result.retry_after_s:
+        raise HTTPException(
+            status_code=status.HTTP_429_TOO_MANY_REQUESTS,
+            detail=f"too many failed sign-ins; try again in {result.retry_after_s} s",
+            headers={"Retry-After": str(result.retry_after_s)},
+        )
     if user is None:
         raise HTTPException(
             status_code=status.HTTP_401_UNAUTHORIZED,
