@@ -21,6 +21,7 @@ import signal
 import threading
 import time
 from collections import deque
+from collections.abc import Collection
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,9 +32,9 @@ from gateway.config import GatewaySettings
 from gateway.errors import StoreUnwritable, StoreWorkerError, StoreWorkerLost
 from gateway.privacy import pseudonymizer
 from gateway.rules import RuleEngine
-from gateway.store import Accepted, Rejected, Store, unwritable
+from gateway.store import CONTENT_ERRORS, STORE_REJECTED, Accepted, Rejected, Store, unwritable
 from gateway.supervise import backoff_delay
-from protocol import messages, topics
+from protocol import limits, messages, topics
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,8 @@ WORKER_STABLE_AFTER_S = 30.0
 WORKER_RESTART_MIN_S = 0.2
 WORKER_RESTART_MAX_S = 10.0
 REJECTIONS_LOGGED_PER_BATCH = 5
+# The reason of a message that passed the protocol but could not be made into a record.
+BAD_RECORD = "bad_record"
 # Kinds whose fields the store and the edge rules read; the others are only stored as JSON.
 _BODY_KINDS = frozenset((messages.BIRTH, messages.ACK, messages.TELEMETRY))
 
@@ -82,14 +85,15 @@ class Prepared:
                 for a in self.accepted]
         return _restore_prepared, (rows, self.rejected, self.empty)
 
-    def event_keys(self) -> dict[str, list[list[Any]]]:
+    def event_keys(self, unstored: Collection[tuple[str, str, int]] = ()) -> dict[str, list[list[Any]]]:
         """The keys of the batch's events by device, for the devices' end-to-end acks.
 
-        Replays are acknowledged again: the device must be told to let go of them too.
+        Replays are acknowledged again: the device must be told to let go of them too. Events the store
+        refused (`unstored`, their keys) are not: nothing of theirs was committed.
         """
         keys: dict[str, list[list[Any]]] = {}
         for acc in self.accepted:
-            if acc.kind in messages.EVENT_KINDS:
+            if acc.kind in messages.EVENT_KINDS and (not unstored or (acc.device, acc.boot, acc.seq) not in unstored):
                 keys.setdefault(acc.device, []).append([acc.boot, acc.seq])
         return keys
 
@@ -106,24 +110,33 @@ def prepare(school: str, secret: str, raw: list[tuple[str, bytes]]) -> Prepared:
     """
     out = Prepared()
     accepted, rejected = out.accepted, out.rejected
-    loads, parse, decode = orjson.loads, _parse_topic, messages.decode_uplink
+    loads, parse, decode, build = orjson.loads, _parse_topic, messages.decode_uplink, Accepted.from_decoded
     attendance = messages.ATTENDANCE
     pseudonym = pseudonymizer(secret)
+    # A device's ts may be at most a day ahead of this clock, if this clock is set at all.
+    now: float | None = time.time()
+    if now is not None and now < limits.MIN_CLOCK_OK_TS:
+        now = None
     for topic, payload in raw:
         if not payload:
             # An empty retained message is how an admin clears a topic; it carries no data.
             out.empty += 1
             continue
+        # Every message is contained on its own: whatever fails in it rejects it alone, never the batch.
         try:
-            msg_school, _device, msg = decode(topic, payload, loads, parse)
+            msg_school, _device, msg = decode(topic, payload, loads, parse, now)
             if msg_school != school:
                 raise messages.ProtocolError(messages.BAD_TOPIC, f"message for school {msg_school}")
+            if msg["kind"] == attendance:
+                msg["card"] = pseudonym(msg["card"])
+            acc = build(msg)
         except messages.ProtocolError as exc:
-            rejected.append(Rejected(topic, exc.reason, exc.detail, bytes(payload)))
+            rejected.append(Rejected.of(topic, exc.reason, exc.detail, payload))
             continue
-        if msg["kind"] == attendance:
-            msg["card"] = pseudonym(msg["card"])
-        accepted.append(Accepted.from_decoded(msg))
+        except Exception as exc:
+            rejected.append(Rejected.of(str(topic), BAD_RECORD, f"{type(exc).__name__}: {exc}", payload))
+            continue
+        accepted.append(acc)
     return out
 
 
@@ -143,6 +156,8 @@ class IngestResult:
     samples_downsampled: int = 0
     samples_refused: int = 0
     store_usage: float = 0.0
+    # Keys of the events the store refused for their content: quarantined, never end-to-end acked.
+    unstored: set[tuple[str, str, int]] = field(default_factory=set)
 
 
 class Ingestor:
@@ -169,7 +184,7 @@ class Ingestor:
         """Validate and commit a batch in one transaction; bad messages go to the quarantine."""
         prepared = prepare(self._school, self._secret, raw)
         result = self.commit(prepared, now)
-        result.event_keys = prepared.event_keys()
+        result.event_keys = prepared.event_keys(result.unstored)
         return result
 
     def commit(self, prepared: Prepared, now: float | None = None) -> IngestResult:
@@ -188,7 +203,23 @@ class Ingestor:
         self._check_quota_alarm(usage, now)
         if usage >= self._quota.downsample_at:
             accepted = self._shed_samples(accepted, usage, result, now)
-        commit = self.store.commit(accepted, prepared.rejected, now)
+        try:
+            commit = self.store.commit(accepted, prepared.rejected, now)
+        except CONTENT_ERRORS as exc:
+            # Some record's content is what failed: find it (them) record by record, keep the rest.
+            log.warning("a batch of %d failed to commit (%s: %s); committing it record by record",
+                        len(accepted), type(exc).__name__, exc)
+            commit = self.store.commit_each(accepted, prepared.rejected, now, self._school)
+        if commit.refused:
+            refused = set(commit.refused)
+            result.rejected[STORE_REJECTED] = len(refused)
+            for i in commit.refused:
+                acc = accepted[i]
+                result.unstored.add((acc.device, acc.boot, acc.seq))
+                if len(result.rejected_examples) < REJECTIONS_LOGGED_PER_BATCH:
+                    result.rejected_examples.append((f"{acc.device}/{acc.kind}", f"{STORE_REJECTED}: seq {acc.seq}"))
+            accepted = [acc for i, acc in enumerate(accepted) if i not in refused]
+            commit.inserted = [new for i, new in enumerate(commit.inserted) if i not in refused]
         result.new = sum(commit.inserted)
         result.duplicate = len(commit.inserted) - result.new
         result.presence_changes = commit.presence_changes

@@ -23,6 +23,16 @@ from protocol import messages
 
 PENDING, CONFIRMED, REJECTED = 0, 1, 2
 QUARANTINE_KEEP = 1000
+# Bytes of a message kept in the quarantine: enough to see what a device sent, never a whole flood.
+QUARANTINE_PAYLOAD_BYTES = 4096
+QUARANTINE_TOPIC_CHARS = 256
+# The reason of a record that passed the protocol but that the store refused for its content.
+STORE_REJECTED = "store_rejected"
+# Errors that a record's content causes (a value a column cannot hold, a constraint, a type SQLite cannot
+# bind): that record is quarantined and the rest of its batch committed. Any other error is the store's
+# own (unwritable() tells which of those is a full disk or an I/O error) and the batch is retried whole.
+CONTENT_ERRORS = (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError, sqlite3.ProgrammingError,
+                  OverflowError, ValueError, TypeError)
 INSERT_CHUNK = 500
 PRUNE_CHUNK = 5000
 # Alarms and command acks reach the cloud ahead of any backlog of samples: the priority lane.
@@ -153,12 +163,36 @@ class Accepted(NamedTuple):
 
 @dataclass
 class Rejected:
-    """A message that broke the protocol, kept for inspection."""
+    """A message that broke the protocol, or that the store refused, kept for inspection."""
 
     topic: str
     reason: str
     detail: str
     payload: bytes
+
+    @classmethod
+    def of(cls, topic: str, reason: str, detail: str, payload: bytes) -> Rejected:
+        """A rejection with its topic and raw payload cut to what the quarantine keeps."""
+        return cls(topic[:QUARANTINE_TOPIC_CHARS], reason, detail[:QUARANTINE_PAYLOAD_BYTES],
+                   bytes(payload[:QUARANTINE_PAYLOAD_BYTES]))
+
+
+def quarantined(acc: Accepted, school: str, detail: str) -> Rejected:
+    """A record the store refused, as a quarantine entry: its topic and the message as decoded.
+
+    The raw bytes stayed with the broker link; this is the same message re-encoded (a card UID already
+    pseudonymised).
+    """
+    leaf = messages.leaf_of(acc.kind)
+    topic = f"classops/v1/{school}/up/{acc.device}/{leaf}"
+    try:
+        head = orjson.dumps({"v": messages.PROTOCOL_VERSION, "kind": acc.kind, "device": acc.device,
+                             "boot": acc.boot, "seq": acc.seq, "ts": acc.ts})
+        body = acc.body_json.encode()
+        payload = head[:-1] + (b"," + body[1:] if len(body) > 2 else b"}")
+    except (TypeError, ValueError, AttributeError):
+        payload = repr(acc).encode()
+    return Rejected.of(topic, STORE_REJECTED, detail, payload)
 
 
 @dataclass
@@ -167,6 +201,8 @@ class CommitResult:
 
     inserted: list[bool] = field(default_factory=list)
     presence_changes: list[tuple[str, str]] = field(default_factory=list)
+    # Indexes of the accepted messages the store refused for their content (commit_each), now quarantined.
+    refused: list[int] = field(default_factory=list)
 
 
 class Store:
@@ -240,6 +276,74 @@ class Store:
         self._pending += sum(inserted) + self._presence_added
         self._presence_added = 0
         return result
+
+    def commit_each(self, accepted: Sequence[Accepted], rejected: Iterable[Rejected] = (),
+                    now: float | None = None, school: str = "") -> CommitResult:
+        """As commit, one record at a time: a record refused for its content is quarantined, the rest kept.
+
+        For a batch whose commit failed with one of CONTENT_ERRORS. Each record goes in under a savepoint,
+        so a bad one is undone alone, in memory as in the database; the batch is still one transaction.
+        """
+        now = time.time() if now is None else now
+        result = CommitResult()
+        seen: dict[str, float] = {}
+        health: dict[str, str] = {}
+        inserted = [False] * len(accepted)
+        bad = list(rejected)
+        cur = self._db.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            for i, acc in enumerate(accepted):
+                state = self._devices.get(acc.device)
+                before = (None if state is None else list(state), len(result.presence_changes),
+                          self._presence_added, seen.get(acc.device), health.get(acc.device))
+                cur.execute("SAVEPOINT record")
+                try:
+                    inserted[i] = self._apply(cur, acc, now, result, seen, health)
+                except CONTENT_ERRORS as exc:
+                    cur.execute("ROLLBACK TO record")
+                    self._forget(acc.device, before, result, seen, health)
+                    result.refused.append(i)
+                    bad.append(quarantined(acc, school, f"{type(exc).__name__}: {exc}"))
+                cur.execute("RELEASE record")
+            result.inserted = inserted
+            cur.executemany("UPDATE device SET last_seen=? WHERE id=?", [(t, d) for d, t in seen.items()])
+            cur.executemany("UPDATE device SET last_health=? WHERE id=?", [(h, d) for d, h in health.items()])
+            if bad:
+                cur.executemany(
+                    "INSERT INTO quarantine(received_at, topic, reason, detail, payload) VALUES (?,?,?,?,?)",
+                    [(now, r.topic, r.reason, r.detail, r.payload) for r in bad],
+                )
+                cur.execute(
+                    "DELETE FROM quarantine WHERE id <= (SELECT MAX(id) FROM quarantine) - ?",
+                    (QUARANTINE_KEEP,),
+                )
+            cur.execute("COMMIT")
+        except BaseException as exc:
+            self._abandon(reload=True)
+            failure = unwritable(exc)
+            if failure is not None and failure is not exc:
+                raise failure from exc
+            raise
+        self._pending += sum(inserted) + self._presence_added
+        self._presence_added = 0
+        return result
+
+    def _forget(self, device: str, before: tuple[Any, ...], result: CommitResult, seen: dict[str, float],
+                health: dict[str, str]) -> None:
+        """Put memory back as it was before a record that was rolled back to its savepoint."""
+        state, changes, presence_added, last_seen, last_health = before
+        if state is None:
+            self._devices.pop(device, None)
+        else:
+            self._devices[device] = state
+        del result.presence_changes[changes:]
+        self._presence_added = presence_added
+        for memo, value in ((seen, last_seen), (health, last_health)):
+            if value is None:
+                memo.pop(device, None)
+            else:
+                memo[device] = value
 
     def _abandon(self, reload: bool) -> None:
         """Undo a failed transaction and, if asked, forget what memory holds of it."""

@@ -145,10 +145,11 @@ def test_commits_sent_ahead_of_a_failed_one_wait_for_it(worker: StoreWorker) -> 
     refuses the ones sent after it until told to resume, so batches are committed in their order."""
     good = prepare(SCHOOL, SECRET, [raw(messages.BIRTH, 0), raw(messages.ATTENDANCE, 1)])
     broken = prepare(SCHOOL, SECRET, [raw(messages.ATTENDANCE, 2)])
-    # A record the store cannot take, failing its batch as a full disk would.
-    broken.accepted[0] = broken.accepted[0]._replace(boot="not hex")
+    # A request the store fails as a whole (not a record's content, which would be quarantined alone),
+    # as it would on a full disk.
+    broken.accepted[0] = broken.accepted[0]._replace(kind=messages.BIRTH, body=None)
     first, second = worker.submit("commit", broken), worker.submit("commit", good)
-    with pytest.raises(StoreWorkerError, match="ValueError"):
+    with pytest.raises(StoreWorkerError, match="AttributeError"):
         first.result(30)
     with pytest.raises(StoreWorkerError, match="earlier commit failed"):
         second.result(30)
