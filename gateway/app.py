@@ -249,7 +249,7 @@ class Gateway:
             self.metrics.inc("messages_rejected", count, label=reason)
         for topic, problem in result.rejected_examples:
             log.warning("rejected message on %s: %s", topic, problem)
-        self.broker.ack(batch, self._event_acks(prepared.event_keys()))
+        self.broker.ack(batch, self._event_acks(prepared.event_keys(result.unstored)))
         self._wake_sync()
         if self.downlink is not None:
             for device, config_version in result.births:
