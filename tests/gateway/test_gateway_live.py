@@ -168,3 +168,61 @@ def test_records_wait_for_the_cloud_and_catch_up(world) -> None:
     finally:
         observer.close()
         running.stop()
+
+
+def test_poison_messages_are_quarantined_and_never_stop_the_school(world) -> None:
+    """A retained birth nested 300 deep and a tap with a seq of 2**63 beside good taps: the gateway keeps
+    running, acks and stores the good ones, quarantines and counts the bad ones, and after a restart the
+    tap is not redelivered (the retained birth is, by the broker's design, and is quarantined again)."""
+    broker, cloud, config, token = world
+    other = "esp32-246f28000003"
+    attendance_topic = topics.up(SCHOOL, DEV, topics.ATTENDANCE)
+    birth = messages.encode(messages.message(messages.BIRTH, other, BOOT, 0, 1795454769, {
+        "role": "attendance", "fw": "1", "app": "1", "reset": "power_on", "health_s": 60}))
+    deep_birth = birth.replace(b'"role"', b'"x":' + b"[" * 300 + b"]" * 300 + b',"role"')
+    huge_seq = tap(2, "04a1b2c4").replace(b'"seq":2', b'"seq":%d' % 2**63)
+    observer = Observer(broker.port)
+    observer.client.publish(topics.up(SCHOOL, other, topics.STATUS), deep_birth, qos=1,
+                            retain=True).wait_for_publish(5)
+    running = RunningGateway(config)
+    try:
+        wait_for(running.gateway.broker.connected.is_set, 10, "gateway connected")
+        observer.publish(attendance_topic, tap(1, "04a1b2c3"))
+        observer.publish(attendance_topic, huge_seq)
+        observer.publish(attendance_topic, tap(3, "04a1b2c5"))
+        wait_for(lambda: observer.acked() >= {(BOOT, 1), (BOOT, 3)}, 15, "end-to-end acks of the good taps")
+        metrics = running.gateway.metrics
+        wait_for(lambda: metrics.get("messages_rejected", messages.OUT_OF_RANGE) == 1, 10, "the seq counted")
+        assert metrics.get("messages_rejected", messages.TOO_DEEP) == 1
+        assert running._thread.is_alive()
+        port = wait_for(lambda: running.gateway.status_port, 10, "the status page")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            exposition = resp.read().decode()
+        assert 'classops_gateway_messages_rejected_total{reason="too_deep"} 1' in exposition
+        assert 'classops_gateway_messages_rejected_total{reason="out_of_range"} 1' in exposition
+    finally:
+        running.stop()
+
+    running = RunningGateway(config)
+    try:
+        wait_for(running.gateway.broker.connected.is_set, 10, "gateway connected again")
+        observer.publish(attendance_topic, tap(4, "04a1b2c6"))
+        wait_for(lambda: (BOOT, 4) in observer.acked(), 15, "the next tap acked after the restart")
+        metrics = running.gateway.metrics
+        wait_for(lambda: metrics.get("messages_rejected", messages.TOO_DEEP) == 1, 10, "the retained birth again")
+        assert metrics.get("messages_rejected", messages.OUT_OF_RANGE) == 0
+        assert running._thread.is_alive()
+
+        def in_cloud() -> list[int]:
+            _, body = http_json("GET", cloud.url + "/api/v1/attendance-events", token=token)
+            return sorted(e["seq"] for e in body["items"])
+
+        wait_for(lambda: in_cloud() == [1, 3, 4], 15, "the good taps in the cloud")
+        with sqlite3.connect(f"file:{running.gateway.settings.db_path}?mode=ro", uri=True) as db:
+            reasons = sorted(r for (r,) in db.execute("SELECT reason FROM quarantine"))
+            payloads = [p for (p,) in db.execute("SELECT payload FROM quarantine WHERE reason='out_of_range'")]
+        assert reasons == [messages.OUT_OF_RANGE, messages.TOO_DEEP, messages.TOO_DEEP]
+        assert payloads == [huge_seq]
+    finally:
+        observer.close()
+        running.stop()

@@ -200,3 +200,50 @@ def test_a_chained_commit_never_reaches_a_worker_that_replaced_the_one_before(wo
         with pytest.raises(StoreWorkerError):
             answer.result(30)
     assert worker.call("backlog")[0] == 0
+
+
+def poison_birth(depth: int) -> bytes:
+    """A birth that carries an extra field nested `depth` deep: valid JSON, refused by the protocol."""
+    topic, payload = raw(messages.BIRTH, 0)
+    return payload.replace(b'"role"', b'"x":' + b"[" * depth + b"]" * depth + b',"role"')
+
+
+def test_poison_messages_are_rejected_alone_and_the_batch_goes_on() -> None:
+    status = topics.up(SCHOOL, DEV, topics.STATUS)
+    attendance = topics.up(SCHOOL, DEV, topics.ATTENDANCE)
+    huge_seq = raw(messages.ATTENDANCE, 5)[1].replace(b'"seq":5', b'"seq":%d' % 2**63)
+    huge_health_s = raw(messages.BIRTH, 0)[1].replace(b'"health_s":60', b'"health_s":%d' % 2**63)
+    prepared = prepare(SCHOOL, SECRET, [
+        raw(messages.ATTENDANCE, 1), (status, poison_birth(300)), (status, b"[" * 100_000),
+        (attendance, huge_seq), (status, huge_health_s), raw(messages.ATTENDANCE, 2),
+    ])
+    assert [acc.seq for acc in prepared.accepted] == [1, 2]
+    assert [bad.reason for bad in prepared.rejected] == [
+        messages.TOO_DEEP, messages.TOO_LARGE, messages.OUT_OF_RANGE, messages.OUT_OF_RANGE]
+    # The quarantine keeps at most 4 KiB of what was sent.
+    assert len(prepared.rejected[1].payload) == 4096
+
+
+def test_a_batch_with_records_the_store_refuses_commits_the_rest(worker: StoreWorker) -> None:
+    prepared = prepare(SCHOOL, SECRET, [raw(messages.BIRTH, 0)]
+                       + [raw(messages.ATTENDANCE, seq) for seq in range(1, 2000)])
+    assert len(prepared.accepted) == 2000
+    # Records the protocol would have refused, as a gateway with other bounds might let through: SQLite
+    # cannot hold the first two seqs, the third makes its insert fail on a type it cannot bind.
+    for i, bad in ((7, {"seq": 2**63}), (1000, {"seq": 2**64}), (1999, {"ts": {"not": "a time"}})):
+        prepared.accepted[i] = prepared.accepted[i]._replace(**bad)
+    result = worker.call("commit", prepared)
+    assert result.new == 1997
+    assert result.rejected == {"store_rejected": 3}
+    assert result.unstored == {(DEV, BOOT, 2**63), (DEV, BOOT, 2**64), (DEV, BOOT, 1999)}
+    acked = prepared.event_keys(result.unstored)[DEV]
+    assert len(acked) == 1996 and [BOOT, 2**63] not in acked
+    pending = worker.call("pending", 3000)
+    assert len(pending) == 1997
+    assert {7, 1000, 1999}.isdisjoint(r["seq"] for r in pending)
+    quarantine = worker.call("quarantine", 10)
+    assert [q["reason"] for q in quarantine] == ["store_rejected"] * 3
+    assert json.loads(quarantine[-1]["payload"])["seq"] == 2**63
+    assert all(q["topic"] == topics.up(SCHOOL, DEV, topics.ATTENDANCE) for q in quarantine)
+    # The store's memory matches its database after the undone records: the next batch goes in as usual.
+    assert worker.call("commit", prepare(SCHOOL, SECRET, [raw(messages.ATTENDANCE, 2000)])).new == 1
