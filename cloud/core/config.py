@@ -8,6 +8,14 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from protocol import limits
+
+# A gateway's sync record: a device message of at most limits.MAX_MESSAGE_BYTES, and the envelope the gateway
+# writes around it (gseq, kind, device, boot, seq, ts).
+SYNC_RECORD_BYTES = limits.MAX_MESSAGE_BYTES + 512
+# A multipart form's boundaries, part headers and small fields around the file it carries.
+FORM_OVERHEAD_BYTES = 64 * 1024
+
 # Passwords that ship in examples and container defaults; never acceptable in production.
 WEAK_DATABASE_PASSWORDS = frozenset({"", "postgres", "password", "changethis", "classops", "secret"})
 
@@ -66,6 +74,10 @@ class Settings(BaseSettings):
     max_attachment_bytes: int = 5 * 1024 * 1024
     # The longest a gateway's downlink request is held open waiting for something to send.
     downlink_max_wait_s: float = 30.0
+    # A request body larger than its route allows is refused (413) as it arrives, before it is parsed or its
+    # token checked: /gateway/sync allows its largest batch (max_sync_body_bytes), a route that takes a file
+    # its largest file (max_upload_body_bytes), every other route this.
+    max_body_bytes: int = 256 * 1024
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod
@@ -101,6 +113,7 @@ class Settings(BaseSettings):
             "sync_burst",
             "max_import_bytes",
             "max_import_rows",
+            "max_body_bytes",
         ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
@@ -116,6 +129,16 @@ class Settings(BaseSettings):
         if not 0 < self.sample_retention_days <= self.rollup_retention_days:
             raise ValueError("sample_retention_days must be positive and at most rollup_retention_days")
         return self
+
+    @property
+    def max_sync_body_bytes(self) -> int:
+        """The largest /gateway/sync body: a batch of max_sync_records records of the largest size."""
+        return self.max_sync_records * SYNC_RECORD_BYTES
+
+    @property
+    def max_upload_body_bytes(self) -> int:
+        """The largest body of a route that takes a file: the largest import or photo, in its form."""
+        return max(self.max_import_bytes, self.max_attachment_bytes) + FORM_OVERHEAD_BYTES
 
     def fault_policy(self) -> "FaultPolicy":
         """How alarms become work orders, from these settings."""
