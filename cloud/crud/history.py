@@ -10,7 +10,7 @@ from sqlalchemy.sql import ColumnElement
 from sqlmodel import Session, col, delete, select
 
 from cloud.core.db import begin_write
-from cloud.crud import audit, summaries
+from cloud.crud import audit, signin, summaries
 from cloud.crud.access import read_scope
 from cloud.crud.common import Actor, as_utc, chunks, dialect_insert
 from cloud.crud.registry import get_device
@@ -290,6 +290,7 @@ def run_maintenance(
     health, telemetry, hourly = prune_history(
         session, sample_retention=sample_retention, rollup_retention=rollup_retention, now=now
     )
+    signin.prune_sign_in_records(session, now=now)
     # The daily summaries of the figures, from what the roll-up and the pruning left, in the same transaction:
     # a figures request never sees roll-ups and summaries that disagree.
     summarised = summaries.refresh_summaries(

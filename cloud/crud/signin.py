@@ -85,10 +85,10 @@ def _failures(row: SignInThrottle, policy: SignInPolicy, now: datetime) -> int:
 
 
 def _locked_for(row: SignInThrottle, policy: SignInPolicy, now: datetime) -> timedelta:
-    failures = _failures(row, policy, now)
-    if failures == 0 or row.last_failure_at is None:
+    lock = policy.rule(row.scope).lock(_failures(row, policy, now))
+    if not lock or row.last_failure_at is None:
         return timedelta(0)
-    return max(timedelta(0), row.last_failure_at + policy.rule(row.scope).lock(failures) - now)
+    return max(timedelta(0), row.last_failure_at + lock - now)
 
 
 def _rows(session: Session, keys: dict[str, tuple[str, str]]) -> dict[str, SignInThrottle]:

@@ -160,6 +160,14 @@ def _fresh_order(env: Env, target: dict[str, Any]) -> int:
     return order.id
 
 
+def _fresh_school_admin(env: Env, target: dict[str, Any]) -> str:
+    username = f"head-{secrets.token_hex(4)}"
+    crud.create_user(
+        env.session, actor=CLI, username=username, password=PASSWORD, role="school_admin", school_code=target["school"]
+    )
+    return username
+
+
 def _csv(env: Env, target: dict[str, Any]) -> bytes:
     return f"device_id,school\n{_new_device_id()},{target['school']}\n".encode()
 
@@ -434,6 +442,7 @@ ENDPOINTS = (
         city_writer,
         lambda e, t: {"code": f"x{secrets.token_hex(4)}", "city_code": "c1", "name": "X"},
     ),
+    Endpoint("lift sign-in locks", "POST", lambda e, t: f"/users/{_fresh_school_admin(e, t)}/unlock", county_writer),
 )
 
 

@@ -12,13 +12,14 @@ from sqlmodel import Session, select
 
 from cloud import crud
 from cloud.core import security
-from cloud.crud.signin import DEFAULT_SIGN_IN_POLICY, prune_sign_in_records
+from cloud.crud.signin import DEFAULT_SIGN_IN_POLICY
 from cloud.models import AuditEntry, SignInThrottle, utcnow
 from tests.cloud.conftest import PASSWORD
 
 API = "/api/v1"
 GUESSER = "198.51.100.7"
 OWNER = "203.0.113.20"
+YEAR = timedelta(days=365)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -233,12 +234,25 @@ def test_the_console_form_is_throttled_with_a_message_in_the_page_language(
     assert signed_in.status_code == 303, "another address signs in: the guesser's lock is theirs alone"
 
 
-def test_stale_counts_are_pruned(world, session: Session):
+def test_stale_counts_are_pruned_by_the_maintenance_run(world, session: Session):
     old = utcnow() - timedelta(days=2)
     crud.sign_in(session, username="tech", password="wrong-one", client_ip=GUESSER, now=old)
     crud.sign_in(session, username="tech", password="wrong-two", client_ip=OWNER)
 
-    assert prune_sign_in_records(session) == 2  # the guesser's pair and address; the account's and owner's stay
-    session.commit()
+    crud.run_maintenance(
+        session, actor=crud.Actor(kind="system", name="maintenance"), sample_retention=YEAR, rollup_retention=YEAR
+    )
+
+    # The guesser's pair and address are forgotten; the account's count and the owner's address stay.
     left = {(r.scope, r.address) for r in session.exec(select(SignInThrottle)).all()}
     assert left == {("pair", OWNER), ("account", ""), ("address", OWNER)}
+
+
+def test_a_failure_stamped_by_a_clock_ahead_does_not_lock_below_the_budget(world, session: Session):
+    now = utcnow()
+    # Another API instance, its clock 30 s ahead, recorded a failure.
+    crud.sign_in(session, username="tech", password="wrong-one", client_ip=GUESSER, now=now + timedelta(seconds=30))
+
+    result = crud.sign_in(session, username="tech", password=PASSWORD, client_ip=GUESSER, now=now)
+
+    assert result.user is not None and result.retry_after_s == 0
