@@ -178,6 +178,7 @@ for _kind in _SCHEMAS:
     _FIELDS[_kind] = set(e[0] for e in _SCHEMAS[_kind])
 # The payload's own fields: v and kind beside the schema's.
 _OWN = 2
+_ABSENT = object()
 
 
 def _check_tree(value, depth, what):
@@ -187,14 +188,19 @@ def _check_tree(value, depth, what):
 
 
 def _check_entries(obj, what, code, low, high):
-    # An object of named values: error counts, readings, faults.
+    # An object of named values: error counts, readings, faults. The common types skip _type_ok; a float
+    # that fails the range is looked at again, as NaN and the infinities are the wrong type, not range.
+    fast = _FAST_TYPES[code]
     for name in obj:
         value = obj[name]
-        if not isinstance(name, str) or not 0 < len(name) <= limits.MAX_NAME_LEN:
+        if type(name) is not str or not 0 < len(name) <= limits.MAX_NAME_LEN:
             raise ProtocolError(OUT_OF_RANGE, "%s names are 1 to %d characters" % (what, limits.MAX_NAME_LEN))
-        if not _type_ok(value, code):
+        t = type(value)
+        if t is not fast and not (t is float and code == "n") and not _type_ok(value, code):
             raise ProtocolError(BAD_FIELD, "%s %s has the wrong type" % (what, name))
         if not low <= (len(value) if code == "s" else value) <= high:
+            if not _type_ok(value, code):
+                raise ProtocolError(BAD_FIELD, "%s %s has the wrong type" % (what, name))
             raise ProtocolError(OUT_OF_RANGE, "%s %s is not within %s to %s" % (what, name, low, high))
 
 
@@ -254,10 +260,11 @@ def validate(msg, leaf=None, now=None):
         if leaf != expected:
             raise ProtocolError(KIND_MISMATCH, "kind %s on topic leaf %s" % (kind, leaf))
     present = _OWN
+    get = msg.get
     for field, code, fast_type, required, low, high, sized in schema:
-        if field in msg:
+        value = get(field, _ABSENT)
+        if value is not _ABSENT:
             present += 1
-            value = msg[field]
             if type(value) is not fast_type and not _type_ok(value, code):
                 raise ProtocolError(BAD_FIELD, "%s.%s has the wrong type" % (kind, field))
             if high is not None and not low <= (len(value) if sized else value) <= high:
@@ -283,7 +290,12 @@ def decode(payload, leaf=None, loads=json.loads, now=None):
     """
     if len(payload) > MAX_PAYLOAD:
         raise ProtocolError(TOO_LARGE, "payload of %d bytes exceeds %d" % (len(payload), MAX_PAYLOAD))
-    if limits.too_deep(payload):
+    # Counting brackets is cheap; only a payload with more of them than the depth allows is scanned.
+    try:
+        brackets = payload.count(b"{") + payload.count(b"[")
+    except TypeError:
+        brackets = payload.count("{") + payload.count("[")
+    if brackets > limits.MAX_DEPTH and limits.too_deep(payload):
         raise ProtocolError(TOO_DEEP, "payload nests deeper than %d" % limits.MAX_DEPTH)
     try:
         msg = loads(payload)
