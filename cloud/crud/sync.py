@@ -35,7 +35,7 @@ from cloud.models import (
     TelemetrySample,
     utcnow,
 )
-from protocol import messages, topics
+from protocol import limits, messages, topics
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +88,14 @@ HEALTH_INTEGERS = ("uptime_s", "heap_free", "heap_max_block", "rssi", "buffered"
 MAX_INT32 = 2**31 - 1
 # Year 2200: a timestamp past it comes from a broken clock, and datetime cannot hold much more anyway.
 MAX_EPOCH_S = 7_258_118_400
+# Kinds whose body the cloud keeps as a JSON document: a health report (the device's last_health too) and
+# telemetry; a record without a device keeps its body in the ledger. Such a body is held to the bounds of
+# the device message it came from, so that no record makes a large row, or a large answer each time it is
+# shown. Its size is that of its compact JSON text, which a message of at most MAX_MESSAGE_BYTES never
+# exceeds; its depth counts the body itself as 1, as the payload's own object is 1 in limits.MAX_DEPTH.
+DOCUMENT_KINDS = frozenset({messages.HEALTH, messages.TELEMETRY})
+MAX_DOCUMENT_BYTES = limits.MAX_MESSAGE_BYTES
+MAX_DOCUMENT_DEPTH = limits.MAX_DEPTH
 
 
 class SyncRecord(NamedTuple):
@@ -148,6 +156,42 @@ def _is_number(value: Any) -> bool:
     if isinstance(value, bool):
         return False
     return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
+
+
+def _nests_deeper(value: dict[str, Any] | list[Any], levels: int) -> bool:
+    """True if objects and arrays nest in `value` more than `levels` deep, `value` itself being level 1."""
+    level: list[Any] = [value]
+    for _ in range(levels):
+        level = [
+            child
+            for node in level
+            for child in (node.values() if isinstance(node, dict) else node)
+            if isinstance(child, (dict, list))
+        ]
+        if not level:
+            return False
+    return True
+
+
+def _check_document(kind: str, body: dict[str, Any]) -> None:
+    """Refuse a body to be stored as a document that is larger or deeper than a device message can be."""
+    try:
+        text: bytes | None = orjson.dumps(body)
+    except orjson.JSONEncodeError:
+        # What orjson does not write: an integer past 64 bits (which Python's parser reads), or nesting past
+        # 255 levels.
+        text = None
+    too_large = f"{kind} body is more than {MAX_DOCUMENT_BYTES} bytes of JSON"
+    if text is not None and len(text) > MAX_DOCUMENT_BYTES:
+        raise RecordRejected(messages.TOO_LARGE, too_large)
+    # Only a text with more brackets than the depth allowed (in strings or not) can nest deeper.
+    if text is None or text.count(b"{") + text.count(b"[") > MAX_DOCUMENT_DEPTH:
+        if _nests_deeper(body, MAX_DOCUMENT_DEPTH):
+            raise RecordRejected(messages.TOO_DEEP, f"{kind} body nests deeper than {MAX_DOCUMENT_DEPTH} levels")
+    if text is None:
+        text = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")
+        if len(text) > MAX_DOCUMENT_BYTES:
+            raise RecordRejected(messages.TOO_LARGE, too_large)
 
 
 def _check_body(kind: str, body: dict[str, Any]) -> None:
@@ -283,6 +327,8 @@ def parse_sync_record(record: SyncRecordIn | Mapping[str, Any]) -> SyncRecord:
         body = {}
     elif not isinstance(body, dict):
         raise RecordRejected(messages.BAD_FIELD, "body must be an object")
+    if kind in DOCUMENT_KINDS or device is None:
+        _check_document(kind, body)
     _check_body(kind, body)
     if not _ENVELOPE_SET.isdisjoint(body):
         body = {name: value for name, value in body.items() if name not in _ENVELOPE_SET}

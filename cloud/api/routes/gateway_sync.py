@@ -172,8 +172,9 @@ def batch_records(body: Any) -> list[dict[str, Any]] | list[SyncRecordIn]:
     openapi_extra=_SYNC_BODY_DOC,
 )
 def sync(
-    body: SyncBody,
+    # The token first: a body is read only for a known gateway.
     gateway: CurrentGateway,
+    body: SyncBody,
     session: SessionDep,
     settings: SettingsDep,
     request: Request,
