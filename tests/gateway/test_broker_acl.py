@@ -12,9 +12,12 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
+from gateway.broker import BrokerLink
 from gateway.broker_config import device_password, password_entry, write_broker_files
+from gateway.config import load_settings
+from gateway.metrics import Metrics
 from protocol import limits, messages, topics
-from simulator.stack import Mosquitto, wait_for
+from simulator.stack import Mosquitto, free_port, wait_for
 
 SCHOOL = "S007"
 SECRET = "device-secret-0123456789"
@@ -149,6 +152,28 @@ def test_the_broker_drops_payloads_over_the_protocols_limit(broker: Mosquitto) -
     finally:
         gateway.close()
         alice.close()
+
+
+def test_the_gateway_logs_in_with_only_a_password_configured(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.toml"
+    port = free_port()
+    config.write_text(f'school = "{SCHOOL}"\nschool_secret = "{"s" * 20}"\ndata_dir = "{tmp_path / "d"}"\n'
+                      f'[broker]\nport = {port}\npassword = "gw-pass"\ndevice_secret = "{SECRET}"\n')
+    settings = load_settings(config)
+    files = write_broker_files(tmp_path / "conf", school=SCHOOL, device_secret=SECRET,
+                               gateway_user=GATEWAY, gateway_password="gw-pass", devices=[ALICE],
+                               port=port, host="127.0.0.1")
+    broker = Mosquitto(tmp_path / "broker", config=files["conf"])
+    metrics = Metrics()
+    link = BrokerLink(settings, lambda batch: None, metrics)
+    try:
+        broker.start()
+        link.start()
+        wait_for(lambda: link.connected.is_set() or metrics.get("broker_connect_failures"), 10, "the broker's answer")
+        assert link.connected.is_set() and not metrics.get("broker_connect_failures")
+    finally:
+        link.stop()
+        broker.stop()
 
 
 def test_the_generated_config_ties_client_ids_to_user_names(tmp_path: Path) -> None:

@@ -73,3 +73,12 @@ def test_the_documented_example_is_a_valid_config(tmp_path: Path) -> None:
     settings = load_settings(write(tmp_path, example))
     assert settings.displays[0].port == "/dev/ttyUSB0"
     assert settings.calendar.school_days
+
+
+def test_the_gateways_user_name_is_its_client_id_and_no_devices(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, GOOD.replace("port = 1884", 'port = 1884\nusername = "gw-north"')))
+    assert settings.broker_user == settings.client_id == "gw-north"
+    with pytest.raises(ConfigError, match=r"broker\.username: .*a device's id"):
+        load_settings(write(tmp_path, GOOD.replace("port = 1884", 'port = 1884\nusername = "esp32-246f28a1b2c3"')))
+    with pytest.raises(ConfigError, match=r"broker\.username: String should match pattern"):
+        load_settings(write(tmp_path, GOOD.replace("port = 1884", 'port = 1884\nusername = "gw/+"')))
