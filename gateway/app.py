@@ -143,6 +143,8 @@ class Gateway:
         at once and dropped (see flood.py), the rest goes to the store writer."""
         kept, flood = self._flood.admit(batch)
         if flood:
+            # Counted in like every delivered message, so that in = committed + duplicate + rejected.
+            self.metrics.inc("messages_in", len(flood))
             self.metrics.inc("messages_rejected", len(flood), label=FLOOD_REASON)
             self.broker.ack(flood)
         if kept:
