@@ -226,3 +226,29 @@ def test_poison_messages_are_quarantined_and_never_stop_the_school(world) -> Non
     finally:
         observer.close()
         running.stop()
+
+
+def test_one_huge_integer_does_not_stall_the_school(world) -> None:
+    """A tap with seq 2**63 and a birth with health_s 2**63 among good taps: the good taps are acked and
+    the two counted as out of range, instead of a commit retried for ever with nothing acked."""
+    broker, cloud, config, token = world
+    attendance_topic = topics.up(SCHOOL, DEV, topics.ATTENDANCE)
+    birth = messages.encode(messages.message(messages.BIRTH, DEV, BOOT, 0, 1795454769, {
+        "role": "attendance", "fw": "1", "app": "1", "reset": "power_on", "health_s": 60}))
+    running = RunningGateway(config)
+    observer = Observer(broker.port)
+    try:
+        wait_for(running.gateway.broker.connected.is_set, 10, "gateway connected")
+        observer.publish(topics.up(SCHOOL, DEV, topics.STATUS),
+                         birth.replace(b'"health_s":60', b'"health_s":%d' % 2**63))
+        observer.publish(attendance_topic, tap(1, "04a1b2c3").replace(b'"seq":1', b'"seq":%d' % 2**63))
+        for seq in range(2, 12):
+            observer.publish(attendance_topic, tap(seq, f"04a1b2{seq:02x}"))
+        wait_for(lambda: observer.acked() >= {(BOOT, seq) for seq in range(2, 12)}, 15, "the good taps acked")
+        metrics = running.gateway.metrics
+        wait_for(lambda: metrics.get("messages_rejected", messages.OUT_OF_RANGE) == 2, 10, "both counted")
+        assert metrics.get("store_errors") == 0
+        assert running._thread.is_alive()
+    finally:
+        observer.close()
+        running.stop()
