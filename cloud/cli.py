@@ -4,6 +4,7 @@ import argparse
 import json
 import logging
 import os
+import ssl
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -22,9 +23,21 @@ logger = logging.getLogger(__name__)
 NEW_PASSWORD_ENV = "CLASSOPS_CLOUD_NEW_PASSWORD"
 
 
+# Command-line options and the settings they set.
+_OPTION_SETTINGS = (
+    ("database_url", "database_url"),
+    ("host", "host"),
+    ("port", "port"),
+    ("certfile", "tls_certfile"),
+    ("keyfile", "tls_keyfile"),
+)
+
+
 def _settings(args: argparse.Namespace) -> Settings:
     overrides = {
-        name: getattr(args, name) for name in ("database_url", "host", "port") if getattr(args, name, None) is not None
+        setting: getattr(args, option)
+        for option, setting in _OPTION_SETTINGS
+        if getattr(args, option, None) is not None
     }
     return Settings(**overrides)
 
@@ -63,14 +76,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if workers < 1:
         print("error: --workers must be at least 1", file=sys.stderr)
         return 2
+    tls = {}
+    if settings.tls_certfile is not None:
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+                settings.tls_certfile, settings.tls_keyfile
+            )
+        except (OSError, ssl.SSLError) as exc:
+            print(f"error: cannot serve HTTPS with {settings.tls_certfile} and {settings.tls_keyfile}: {exc}",
+                  file=sys.stderr)
+            return 2
+        tls = {"ssl_certfile": settings.tls_certfile, "ssl_keyfile": settings.tls_keyfile}
     if workers == 1:
-        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None, proxy_headers=False)
+        uvicorn.run(
+            create_app(settings), host=settings.host, port=settings.port, log_config=None, proxy_headers=False, **tls
+        )
         return 0
     # Workers are fresh processes that build their app from the environment, so the options given here
     # go there too.
-    for name in ("database_url", "host", "port"):
-        if getattr(args, name, None) is not None:
-            os.environ[f"CLASSOPS_CLOUD_{name.upper()}"] = str(getattr(args, name))
+    for option, setting in _OPTION_SETTINGS:
+        if getattr(args, option, None) is not None:
+            os.environ[f"CLASSOPS_CLOUD_{setting.upper()}"] = str(getattr(args, option))
     os.environ["CLASSOPS_CLOUD_TUNE_GC"] = "true"
     # Migrate once here: workers that all found an empty database would race to create the same tables.
     engine = create_db_engine(settings.database_url)
@@ -86,6 +112,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=settings.port,
         log_config=_worker_log_config(),
         proxy_headers=False,
+        **tls,
     )
     return 0
 
@@ -247,6 +274,8 @@ def add_commands(commands) -> None:
     serve = commands.add_parser("serve", parents=[database], help="run the API")
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8000)")
+    serve.add_argument("--certfile", help="serve HTTPS with this PEM certificate chain (with --keyfile)")
+    serve.add_argument("--keyfile", help="the PEM private key of --certfile")
     serve.add_argument(
         "--workers",
         type=int,

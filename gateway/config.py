@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import ssl
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,25 @@ class CloudSettings(BaseModel):
     timeout_s: float = Field(default=10.0, gt=0)
     backoff_min_s: float = Field(default=0.5, gt=0)
     backoff_max_s: float = Field(default=30.0, gt=0)
+    ca_file: Path | None = Field(
+        default=None,
+        description="PEM bundle of the county's own certificate authority, the only one the cloud's HTTPS "
+        "certificate is then checked against; unset, the authorities the system trusts",
+    )
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_bundle(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            try:
+                ssl.create_default_context(cafile=value)
+            except (OSError, ssl.SSLError) as exc:
+                raise ValueError(f"cannot read certificates (PEM) from {value}: {exc}") from exc
+        return value
+
+    def tls_verify(self) -> ssl.SSLContext | bool:
+        """What the HTTP client checks the cloud's certificate against: ca_file's authorities, else the system's."""
+        return True if self.ca_file is None else ssl.create_default_context(cafile=self.ca_file)
 
 
 class StoreSettings(BaseModel):

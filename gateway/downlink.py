@@ -38,6 +38,19 @@ NOT_OFFERED_RETRY_S = 300.0
 StoreCall = Callable[..., Awaitable[Any]]
 
 
+def _encodes(build: Any, *args: Any) -> bool:
+    """Whether the message `build(*args)` is within the protocol's bounds, as a device will check it.
+
+    One that is not is refused when it arrives, not each time it would be published.
+    """
+    try:
+        messages.encode(build(*args))
+    except messages.ProtocolError as exc:
+        log.warning("a downlink message breaks the protocol: %s", exc)
+        return False
+    return True
+
+
 class DownlinkRelay:
     """Pulls commands and configs from the cloud and hands them to the devices."""
 
@@ -50,7 +63,8 @@ class DownlinkRelay:
         self._broker = broker
         self._metrics = metrics
         self._client = client or httpx.AsyncClient(base_url=settings.cloud.url,
-                                                   timeout=LONG_POLL_S + settings.cloud.timeout_s)
+                                                   timeout=LONG_POLL_S + settings.cloud.timeout_s,
+                                                   verify=settings.cloud.tls_verify())
 
     async def aclose(self) -> None:
         """Close the HTTP client."""
@@ -98,7 +112,8 @@ class DownlinkRelay:
     def _command_ok(self, c: Any) -> bool:
         ok = (isinstance(c, dict) and isinstance(c.get("cid"), str) and 0 < len(c["cid"]) <= 64
               and topics.is_device_id(c.get("device")) and isinstance(c.get("name"), str)
-              and isinstance(c.get("args", {}), dict) and isinstance(c.get("exp"), int | float))
+              and isinstance(c.get("args", {}), dict) and isinstance(c.get("exp"), int | float)
+              and _encodes(messages.command, c["cid"], c["name"], c.get("args", {}), c["exp"]))
         if not ok:
             log.warning("ignoring a malformed command from the cloud: %r", c)
             self._metrics.inc("downlink_bad_commands")
@@ -106,7 +121,8 @@ class DownlinkRelay:
 
     def _config_ok(self, c: Any) -> bool:
         ok = (isinstance(c, dict) and topics.is_device_id(c.get("device"))
-              and isinstance(c.get("version"), int) and isinstance(c.get("values"), dict))
+              and isinstance(c.get("version"), int) and isinstance(c.get("values"), dict)
+              and _encodes(messages.config, c["version"], c["values"]))
         if not ok:
             log.warning("ignoring a malformed config from the cloud: %r", c)
             self._metrics.inc("downlink_bad_configs")

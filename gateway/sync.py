@@ -43,7 +43,7 @@ class CloudSync:
         self.lane = lane
         self._metrics = metrics
         self._client = client or httpx.AsyncClient(
-            base_url=settings.cloud.url, timeout=settings.cloud.timeout_s
+            base_url=settings.cloud.url, timeout=settings.cloud.timeout_s, verify=settings.cloud.tls_verify()
         )
         self.wake = asyncio.Event()
         self.gateway_id: str | None = None

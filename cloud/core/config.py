@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     # token checked: /gateway/sync allows its largest batch (max_sync_body_bytes), a route that takes a file
     # its largest file (max_upload_body_bytes), every other route this.
     max_body_bytes: int = 256 * 1024
+    # Serve HTTPS with this certificate chain and private key (PEM files), both or neither.
+    tls_certfile: str | None = None
+    tls_keyfile: str | None = None
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod
@@ -128,6 +131,8 @@ class Settings(BaseSettings):
             raise ValueError("maintenance_interval_s must be 0 (off) or positive")
         if not 0 < self.sample_retention_days <= self.rollup_retention_days:
             raise ValueError("sample_retention_days must be positive and at most rollup_retention_days")
+        if (self.tls_certfile is None) != (self.tls_keyfile is None):
+            raise ValueError("tls_certfile and tls_keyfile go together: set both to serve HTTPS, or neither")
         return self
 
     @property

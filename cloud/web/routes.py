@@ -32,6 +32,7 @@ from cloud.web.session import (
     Csrf,
     WebActor,
     WebUser,
+    cookies_secure,
     end_session,
     get_web_user,
     language,
@@ -158,10 +159,11 @@ def logout(request: Request, session: SessionDep, _csrf: Csrf) -> Response:
 
 
 @router.get("/lang/{lang}")
-def switch_language(lang: str, next: str = "/") -> Response:
+def switch_language(request: Request, lang: str, next: str = "/") -> Response:
     """Switch between Chinese and English; remembered in a cookie."""
     response = RedirectResponse(safe_next(next), status_code=303)
-    response.set_cookie(LANG_COOKIE, i18n.normalise(lang), max_age=YEAR_S, samesite="lax", path="/")
+    secure = cookies_secure(request.app.state.settings)
+    response.set_cookie(LANG_COOKIE, i18n.normalise(lang), max_age=YEAR_S, samesite="lax", secure=secure, path="/")
     return response
 
 

@@ -51,7 +51,8 @@ def safe_next(target: str | None) -> str:
     return target
 
 
-def _secure(settings: Settings) -> bool:
+def cookies_secure(settings: Settings) -> bool:
+    """Whether cookies are marked Secure (sent over HTTPS only): when people reach the service by https."""
     return settings.public_base_url.startswith("https://")
 
 
@@ -73,7 +74,7 @@ def remember_csrf(request: Request, response: Response) -> None:
             token,
             max_age=YEAR_S,
             samesite="lax",
-            secure=_secure(request.app.state.settings),
+            secure=cookies_secure(request.app.state.settings),
             path="/",
         )
 
@@ -99,7 +100,7 @@ def start_session(request: Request, response: Response, session: Session, user: 
         max_age=int(ttl.total_seconds()),
         httponly=True,
         samesite="lax",
-        secure=_secure(settings),
+        secure=cookies_secure(settings),
         path="/",
     )
 
