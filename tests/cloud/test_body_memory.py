@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import socket
 import threading
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -142,3 +144,44 @@ def test_a_batch_within_the_limit_is_not_parsed_for_an_unknown_token(cloud):
 
     assert status == 401
     assert growth < MAX_GROWTH_KB, f"the server grew by {growth} kB"
+
+
+def test_a_gateways_oversized_health_report_is_refused_and_device_lists_stay_small(cloud):
+    cloud.add_school("S001", "School 1")
+    cloud.add_user("admin", "school-pass-123", "school_admin", "S001")
+    token = cloud.add_gateway("S001")["token"]
+    device = "esp32-aabbccddee01"
+
+    def health(gseq: int, errors: dict) -> dict:
+        return {"gseq": gseq, "kind": "health", "device": device, "boot": "0badf00d", "seq": gseq,
+                "ts": 1767225600.0 + gseq, "body": {"uptime_s": 60, "heap_free": 90_000, "errors": errors}}
+
+    def sync(records: list[dict]) -> tuple[int, dict]:
+        connection = http.client.HTTPConnection("127.0.0.1", cloud.port, timeout=60)
+        try:
+            connection.request("POST", SYNC, json.dumps({"records": records, "sent_at": 1767225600.0}),
+                               {"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+            response = connection.getresponse()
+            return response.status, json.loads(response.read())
+        finally:
+            connection.close()
+
+    def sync_padded(size: int) -> int:
+        body = json.dumps({"records": [health(3, {"mqtt": 3})]}).encode()
+        head = _head(cloud.port, f"Content-Length: {len(body) + size}", f"Authorization: Bearer {token}")
+        return _post(cloud.port, head, iter([body, *_filler(size)]))
+
+    # 10 MB of error counts, in a body the sync route takes; and a body of 50 MB, which it does not.
+    status, answer = sync([health(1, {"mqtt": 1}), health(2, {f"e{n}": n for n in range(700_000)})])
+    refused = sync_padded(50 * MB)
+
+    assert status == 200
+    assert answer["confirmed"] == [1]
+    assert [(r["gseq"], r["reason"]) for r in answer["rejected"]] == [(2, "too_large")]
+    assert refused == 413
+    admin = cloud.login("admin", "school-pass-123")
+    request = urllib.request.Request(cloud.url + "/api/v1/devices", headers={"Authorization": f"Bearer {admin}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        listed = response.read()
+    assert len(listed) < 5_000
+    assert [d["last_health"]["errors"] for d in json.loads(listed)] == [{"mqtt": 1}]
