@@ -211,8 +211,11 @@ class Gateway:
             while True:
                 try:
                     began = time.monotonic()
+                    if answer is None:
+                        # Stripped once: samples refused are counted once, however often the batch goes in.
+                        prepared = self._refuse_samples(prepared)
                     result: IngestResult = await (
-                        answer if answer is not None else self.in_store("commit", self._refuse_samples(prepared)))
+                        answer if answer is not None else self.in_store("commit", prepared))
                     if answer is None:
                         self.metrics.observe("store_commit_seconds", time.monotonic() - began)
                     self.metrics.observe("write_batch_messages", len(batch))
@@ -296,7 +299,7 @@ class Gateway:
         # Validation runs here while the store worker commits the batch before: the two overlap.
         while True:
             batch = await self._inbox.take(WRITE_BATCH)
-            await self._prepared.put((batch, self._prepare(batch)))
+            await self._prepared.put((batch, self._refuse_samples(self._prepare(batch))))
 
     async def _writer(self) -> None:
         # Each prepared batch is sent to the store worker at once, up to COMMITS_AHEAD batches before the
