@@ -34,6 +34,30 @@ def small_filesystem(path: Path, size: str = "8m") -> Iterator[Path]:
             subprocess.run(["umount", "-l", str(path)], capture_output=True, check=False)
 
 
+@contextlib.contextmanager
+def thin_ext4(path: Path, room: Path, size: str = "64m", room_size: str = "24m") -> Iterator[Path]:
+    """Mount on `path` an ext4 (without a journal, errors=continue) of `size` whose image lives on a tmpfs
+    of only `room_size` mounted on `room`: once `room` is full, the ext4's writes fail with EIO, as on a
+    failing disk or an overcommitted thin volume, and succeed again when room is made."""
+    with small_filesystem(room, size=room_size):
+        image = room / "disk.img"
+        subprocess.run(["truncate", "-s", size, str(image)], check=True)
+        made = subprocess.run(["mkfs.ext4", "-q", "-F", "-O", "^has_journal", str(image)],
+                              capture_output=True, text=True, check=False)
+        if made.returncode != 0:
+            pytest.skip(f"cannot make an ext4 image: {made.stderr.strip()}")
+        path.mkdir(parents=True, exist_ok=True)
+        mounted = subprocess.run(["mount", "-o", "loop,errors=continue", str(image), str(path)],
+                                 capture_output=True, text=True, check=False)
+        if mounted.returncode != 0:
+            pytest.skip(f"cannot loop-mount an ext4 image at {path}: {mounted.stderr.strip()}")
+        try:
+            yield path
+        finally:
+            if subprocess.run(["umount", str(path)], capture_output=True, check=False).returncode != 0:
+                subprocess.run(["umount", "-l", str(path)], capture_output=True, check=False)
+
+
 def fill(folder: Path) -> Path:
     """Write a file in `folder` until its filesystem has no space left; return the file."""
     filler = folder / "filler"

@@ -4,6 +4,7 @@ The process never exits; nothing is lost, doubled, or acknowledged before it is 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import secrets
@@ -21,7 +22,7 @@ import pytest
 
 from protocol import messages, topics
 from simulator.stack import CloudServer, GatewayProcess, Mosquitto, classops_command, http_json, wait_for
-from tests.gateway.small_fs import fill, small_filesystem
+from tests.gateway.small_fs import fill, small_filesystem, thin_ext4
 
 pytestmark = pytest.mark.slow
 
@@ -188,7 +189,8 @@ def test_the_store_worker_killed_twenty_times_under_taps_loses_and_doubles_nothi
         killed: set[int] = set()
         try:
             for _ in range(WORKER_KILLS):
-                pid = wait_for(lambda: (p := store_worker_pid(gateway_pid)) not in killed and p,
+                pid = wait_for(lambda: ((p := store_worker_pid(gateway_pid)) not in killed and p)
+                               or gateway.check_alive(),
                                60, f"a new store worker (after {len(killed)} kills)\n{gateway.log_tail()}")
                 # The new worker has taken over: it commits the taps that waited for it.
                 before = len(stored_taps(gateway.db_path))
@@ -224,10 +226,24 @@ def test_the_store_worker_killed_twenty_times_under_taps_loses_and_doubles_nothi
         gateway.stop()
 
 
-def test_a_full_disk_raises_the_alarm_acks_nothing_unstored_and_recovers(tmp_path, cloud_and_broker):
+@contextlib.contextmanager
+def failing_data_dir(failure: str, data: Path) -> Iterator[Path]:
+    """The gateway's data folder on a filesystem that fails when the folder yielded is filled."""
+    if failure == "disk_full":
+        with small_filesystem(data, size="4m"):
+            yield data
+    else:
+        room = data.parent / "room"
+        with thin_ext4(data, room):
+            yield room
+
+
+@pytest.mark.parametrize("failure", ["disk_full", "io_error"])
+def test_a_store_that_cannot_write_raises_the_alarm_acks_nothing_unstored_and_recovers(
+        tmp_path, cloud_and_broker, failure):
     broker, cloud, gateway_token, admin = cloud_and_broker
     gateway = gateway_for(tmp_path, broker, cloud, gateway_token)
-    with small_filesystem(gateway.db_path.parent, size="4m") as data:
+    with failing_data_dir(failure, gateway.db_path.parent) as data:
         gateway.start()
         devices: Devices | None = None
         try:
