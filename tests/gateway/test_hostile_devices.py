@@ -24,7 +24,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from hypothesis import HealthCheck, Phase, example, given, settings
+from hypothesis import HealthCheck, Phase, example, given, note, settings
 from hypothesis import strategies as st
 
 from gateway.app import FLOOD_REASON
@@ -141,11 +141,11 @@ class Payload:
     leaf: str
     data: bytes
     outcome: str
+    defect: str = ""
 
     def __repr__(self) -> str:
-        # Payloads run to 64 KB: a failing program is reported with their start and size only.
-        head = self.data[:48] + (b"..." if len(self.data) > 48 else b"")
-        return f"Payload(leaf={self.leaf!r}, data={head!r} ({len(self.data)} bytes), outcome={self.outcome!r})"
+        # Payloads run to 64 KB: a failing program is reported with what is wrong with them and their size.
+        return f"Payload({self.defect!r}, leaf={self.leaf!r}, {len(self.data)} bytes, outcome={self.outcome!r})"
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
         # Hypothesis reports a failing example through this, not __repr__.
@@ -160,49 +160,55 @@ def hostile_payloads(draw: st.DrawFn, sender: str, broker_limit: int, packet_cap
     defect = draw(st.sampled_from(["bytes", "not_object", "deep", "huge_int", "wrong_type", "giant", "device",
                                    "kind_leaf", "missing", "version", "unknown_kind", "bad_leaf", "empty"]))
     if defect == "bytes":
-        return Payload(leaf, draw(st.binary(min_size=1, max_size=256).filter(not_a_json_object)), messages.BAD_JSON)
+        data = draw(st.binary(min_size=1, max_size=256).filter(not_a_json_object))
+        return Payload(leaf, data, messages.BAD_JSON, f"bytes {data[:32]!r}")
     if defect == "not_object":
         value = draw(json_scalars | st.lists(json_scalars, max_size=4))
-        return Payload(leaf, dumps(value), messages.BAD_JSON)
+        return Payload(leaf, dumps(value), messages.BAD_JSON, f"not an object: {value!r:.40}")
     if defect == "deep":
         # Deeper than the protocol allows, from just past its bound to past the JSON parser's own.
         depth = draw(st.sampled_from([limits.MAX_DEPTH, 64, 300, 1000, 1100]))
         field = draw(st.sampled_from([NAMED_OBJECTS.get(kind, "x"), "x"]))
-        return Payload(leaf, with_raw_field(msg, field, nested(depth, draw(st.sampled_from(["[]", "{}"])))),
-                       ANY_REASON)
+        container = draw(st.sampled_from(["[]", "{}"]))
+        return Payload(leaf, with_raw_field(msg, field, nested(depth, container)), ANY_REASON,
+                       f"{kind}.{field} nested {depth} deep in {container}")
     if defect == "huge_int":
         field = draw(st.sampled_from([f for f, v in {**msg, "ts": 0}.items() if type(v) is int and f != "v"]))
         value = draw(st.sampled_from([2**63, 2**64 + 1, -(2**63) - 1, 10**40]))
-        return Payload(leaf, dumps({**msg, field: value}), ANY_REASON)
+        return Payload(leaf, dumps({**msg, field: value}), ANY_REASON, f"{kind}.{field} = {value}")
     if defect == "wrong_type":
         field = draw(st.sampled_from([f for f in msg if f not in ("v", "kind")]))
         choices = ["7", True, None, {}] if field == "ts" else wrong_values[type(msg[field])]
-        return Payload(leaf, dumps({**msg, field: draw(st.sampled_from(choices))}), messages.BAD_FIELD)
+        value = draw(st.sampled_from(choices))
+        return Payload(leaf, dumps({**msg, field: value}), messages.BAD_FIELD, f"{kind}.{field} = {value!r}")
     if defect == "giant":
         # Around the broker's limit (what passes it must still be refused by the gateway) and beyond it.
         size = draw(st.sampled_from([broker_limit - 1, broker_limit, broker_limit + 1, 2 * broker_limit,
                                      packet_cap]))
         data = giant(msg, kind, size)
-        return Payload(leaf, data, messages.TOO_LARGE if len(data) > limits.MAX_MESSAGE_BYTES else ANY_REASON)
+        return Payload(leaf, data, messages.TOO_LARGE if len(data) > limits.MAX_MESSAGE_BYTES else ANY_REASON,
+                       f"{kind} with a giant string")
     if defect == "device":
         other = draw(st.sampled_from([GOOD, *(h for h in HOSTILE if h != sender)]))
-        return Payload(leaf, dumps({**msg, "device": other}), messages.DEVICE_MISMATCH)
+        return Payload(leaf, dumps({**msg, "device": other}), messages.DEVICE_MISMATCH, f"{kind} as {other}")
     if defect == "kind_leaf":
         wrong_leaf = draw(st.sampled_from([x for x in topics.UP_LEAVES if x != leaf]))
-        return Payload(wrong_leaf, dumps(msg), messages.KIND_MISMATCH)
+        return Payload(wrong_leaf, dumps(msg), messages.KIND_MISMATCH, f"{kind} on {wrong_leaf}")
     if defect == "missing":
         field = draw(st.sampled_from([f for f in msg if f not in ("v", "kind")]))
-        return Payload(leaf, dumps({f: v for f, v in msg.items() if f != field}), messages.MISSING_FIELD)
+        return Payload(leaf, dumps({f: v for f, v in msg.items() if f != field}), messages.MISSING_FIELD,
+                       f"{kind} without {field}")
     if defect == "version":
         version = draw(st.sampled_from([0, 2, "1", None, 1.5, True, "absent"]))
         body = {f: v for f, v in msg.items() if f != "v"} if version == "absent" else {**msg, "v": version}
-        return Payload(leaf, dumps(body), messages.BAD_VERSION)
+        return Payload(leaf, dumps(body), messages.BAD_VERSION, f"{kind} with v {version!r}")
     if defect == "unknown_kind":
         kind_value = draw(st.sampled_from(["nonsense", "", "HEALTH", 7, None, ["health"]]))
-        return Payload(leaf, dumps({**msg, "kind": kind_value}), messages.UNKNOWN_KIND)
+        return Payload(leaf, dumps({**msg, "kind": kind_value}), messages.UNKNOWN_KIND, f"kind {kind_value!r}")
     if defect == "bad_leaf":
-        return Payload(draw(leaf_text.filter(lambda t: t not in topics.UP_LEAVES)), dumps(msg), messages.BAD_TOPIC)
-    return Payload(leaf, b"", EMPTY)
+        bad_leaf = draw(leaf_text.filter(lambda t: t not in topics.UP_LEAVES))
+        return Payload(bad_leaf, dumps(msg), messages.BAD_TOPIC, f"{kind} on leaf {bad_leaf!r}")
+    return Payload(leaf, b"", EMPTY, "empty")
 
 
 def own_topic(sender: str, *levels: str) -> str:
@@ -257,7 +263,7 @@ def publishes(draw: st.DrawFn, broker_limit: int, packet_cap: int) -> Publish:
         target = draw(st.sampled_from([*others, sender]))
         topic = topics.down(SCHOOL, target, draw(st.sampled_from(topics.DOWN_LEAVES)))
         if target == GOOD and draw(st.booleans()):
-            payload = Payload(topics.EVENT_ACK, forged_eack(), payload.outcome)
+            payload = Payload(topics.EVENT_ACK, forged_eack(), payload.outcome, "eack of taps not made")
     else:
         topic = topics.up(OTHER_SCHOOL, sender, draw(st.sampled_from(topics.UP_LEAVES)))
     count, interval_s = draw(st.sampled_from([(1, 0.0), (1, 0.0), (5, 0.01), (30, 0.002), (200, 0.0)]))
@@ -272,12 +278,12 @@ def impostors(draw: st.DrawFn) -> Impostor:
     return Impostor(index, draw(st.sampled_from([GATEWAY_USER, GOOD, *(h for h in HOSTILE if h != HOSTILE[index])])))
 
 
-def reaches_gateway(sender: str, topic: str, size: int, broker_limit: int) -> bool:
+def reaches_gateway(sender: str, topic: str, size: int, broker_limit: int | None) -> bool:
     """Whether the broker hands a device's message to the gateway (see the module's docstring)."""
     levels = topic.split("/")
     acl_and_subscription = len(levels) == 6 and levels[:5] == [topics.ROOT, topics.VERSION, SCHOOL, topics.UP,
                                                                sender]
-    return acl_and_subscription and size <= broker_limit
+    return acl_and_subscription and (broker_limit is None or size <= broker_limit)
 
 
 # -- the well-behaved device ------------------------------------------------------------------------
@@ -397,7 +403,8 @@ class Run:
 
     def __init__(self, school: CredentialedSchool) -> None:
         self.school = school
-        self.broker_limit = school.broker_setting("message_size_limit") or limits.MAX_MESSAGE_BYTES
+        # message_size_limit 0, or none, is no limit.
+        self.broker_limit = school.broker_setting("message_size_limit") or None
         self.packet_cap = (school.broker_setting("max_packet_size") or 65536) - PACKET_OVERHEAD
         self.pid = school.gateway_pid
         self.baseline = school.metrics()
@@ -559,13 +566,13 @@ def _poison() -> list[Publish | Impostor]:
     sender = HOSTILE[0]
     status = own_topic(sender, topics.STATUS)
     deep = Payload(topics.STATUS, with_raw_field(valid_message(sender, messages.BIRTH, 1), "x", nested(300, "[]")),
-                   ANY_REASON)
+                   ANY_REASON, "birth.x nested 300 deep")
     big_seq = Payload(topics.ATTENDANCE, dumps({**valid_message(sender, messages.ATTENDANCE, 1), "seq": 2**63}),
-                      ANY_REASON)
+                      ANY_REASON, "attendance.seq = 2**63")
     big_period = Payload(topics.STATUS, dumps({**valid_message(sender, messages.BIRTH, 2), "health_s": 2**63}),
-                         ANY_REASON)
+                         ANY_REASON, "birth.health_s = 2**63")
     hello = Payload(topics.HEALTH, dumps(valid_message(sender, messages.HEALTH, 3) | {"device": GOOD}),
-                    messages.DEVICE_MISMATCH)
+                    messages.DEVICE_MISMATCH, f"health as {GOOD}")
     return [
         Publish(0, status, deep, qos=1, retain=True, count=1, interval_s=0.0),
         Publish(0, own_topic(sender, topics.ATTENDANCE), big_seq, qos=1, retain=False, count=1, interval_s=0.0),
@@ -580,7 +587,7 @@ def _poison() -> list[Publish | Impostor]:
 
 def test_hostile_devices_cannot_stop_the_school(school: CredentialedSchool) -> None:
     run = Run(school)
-    broker_limit, packet_cap = run.broker_limit, run.packet_cap
+    broker_limit, packet_cap = run.broker_limit or limits.MAX_MESSAGE_BYTES, run.packet_cap
     program = st.lists(st.one_of(publishes(broker_limit, packet_cap), publishes(broker_limit, packet_cap),
                                  impostors()), min_size=1, max_size=6)
 
@@ -592,6 +599,8 @@ def test_hostile_devices_cannot_stop_the_school(school: CredentialedSchool) -> N
     @given(actions=program)
     @example(actions=_poison())
     def hostile_program(actions: list[Publish | Impostor]) -> None:
+        # Printed with a failure: the program, one action a line, payloads by their start and size.
+        note("program:\n" + "\n".join(repr(action) for action in actions))
         run.run(actions)
         run.check()
 
