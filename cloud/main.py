@@ -10,13 +10,14 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 
 from fastapi import FastAPI, HTTPException, Request, params, routing, status
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 from sqlalchemy.exc import DataError
 from sqlmodel import Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cloud import crud
+from cloud.api import responses
 from cloud.api.main import api_router
 from cloud.api.ratelimit import TokenBuckets
 from cloud.core.config import Settings
@@ -24,7 +25,6 @@ from cloud.core.db import create_db_engine, upgrade_database
 from cloud.core.headers import SecurityHeaders
 from cloud.errors import AccessDenied, AlreadyExists, CloudError, InUse, InvalidInput, NotFound
 from cloud.web.routes import router as web_router
-from protocol import topics
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,6 @@ _STATUS_OF_ERROR: tuple[tuple[type[Exception], int], ...] = (
     (AccessDenied, status.HTTP_403_FORBIDDEN),
     (AlreadyExists, status.HTTP_409_CONFLICT),
     (InUse, status.HTTP_409_CONFLICT),
-    (InvalidInput, status.HTTP_422_UNPROCESSABLE_CONTENT),
     (CloudError, status.HTTP_400_BAD_REQUEST),
 )
 
@@ -45,15 +44,6 @@ def _error_handler(status_code: int):
         return JSONResponse(status_code=status_code, content={"detail": str(exc)})
 
     return handle
-
-
-async def _data_error(_request: Request, exc: Exception) -> JSONResponse:
-    # A value the checks let through but the database column cannot hold (e.g. an integer too large).
-    logger.warning("database refused a value: %s", exc)
-    return JSONResponse(
-        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
-        content={"detail": "a value is out of range for what the service stores"},
-    )
 
 
 def maintenance_once(engine: Engine, settings: Settings) -> None:
@@ -257,15 +247,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sync_limiter = TokenBuckets(rate=settings.sync_rate_per_s, burst=settings.sync_burst)
     for error, status_code in _STATUS_OF_ERROR:
         app.add_exception_handler(error, _error_handler(status_code))
-    app.add_exception_handler(DataError, _data_error)
+    app.add_exception_handler(InvalidInput, responses.invalid_input)
+    app.add_exception_handler(DataError, responses.out_of_range)
+    app.add_exception_handler(Exception, responses.server_error)
     app.include_router(api_router, prefix=API_PREFIX)
+    # The console's /d/{device_id} is where a QR label leads, for browsers and other clients alike.
     app.include_router(web_router)
-
-    @app.get("/d/{device_id}", tags=["devices"], response_class=RedirectResponse, status_code=307)
-    def device_landing(device_id: str) -> RedirectResponse:
-        """Where a device's QR label leads; the device's page in the API until the web console exists."""
-        if not topics.is_device_id(device_id):
-            raise NotFound(f"{device_id!r} is not a device id")
-        return RedirectResponse(f"{API_PREFIX}/devices/{device_id}", status_code=status.HTTP_307_TEMPORARY_REDIRECT)
-
     return app

@@ -9,6 +9,8 @@ from sqlalchemy import JSON, BigInteger, DateTime, Index, Integer, UniqueConstra
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
+from cloud.bounds import Day, Moment
+
 # Deterministic constraint names, so later migrations (and SQLite batch mode) can address them.
 SQLModel.metadata.naming_convention = {
     "ix": "ix_%(column_0_label)s",
@@ -62,7 +64,9 @@ class UTCDateTime(TypeDecorator):
 # ---- cities and districts -----------------------------------------------------------------------
 
 Code = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+# Names and asset data end up in exported spreadsheets and printed labels, which cannot hold control characters.
+PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=PRINTABLE)]
 
 
 class City(SQLModel, table=True):
@@ -292,7 +296,7 @@ class GatewayPublic(BaseModel):
 
 # ---- devices -------------------------------------------------------------------------------------
 
-AssetText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
+AssetText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128, pattern=PRINTABLE)]
 
 
 class DeviceAsset(SQLModel):
@@ -338,9 +342,11 @@ class DeviceAssetIn(BaseModel):
     model: AssetText | None = None
     vendor: AssetText | None = None
     serial: AssetText | None = None
-    asset_tag: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)] | None = None
-    purchase_date: date | None = None
-    warranty_end: date | None = None
+    asset_tag: (
+        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=PRINTABLE)] | None
+    ) = None
+    purchase_date: Day | None = None
+    warranty_end: Day | None = None
     fw: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)] | None = None
 
 
@@ -1001,8 +1007,8 @@ class ServiceCalendarIn(BaseModel):
     day_start: ClockTime = "08:00"
     day_end: ClockTime = "18:00"
     weekdays: Annotated[list[Annotated[int, PydanticField(ge=1, le=7)]], PydanticField(max_length=7)] = [1, 2, 3, 4, 5]
-    holidays: Annotated[list[date], PydanticField(max_length=1000)] = []
-    school_days: Annotated[list[date], PydanticField(max_length=1000, description="make-up school days")] = []
+    holidays: Annotated[list[Day], PydanticField(max_length=1000)] = []
+    school_days: Annotated[list[Day], PydanticField(max_length=1000, description="make-up school days")] = []
 
 
 class ServiceCalendarPublic(BaseModel):
@@ -1350,7 +1356,7 @@ class CommandIn(BaseModel):
     name: Annotated[str, StringConstraints(min_length=1, max_length=32)]
     args: Annotated[dict[str, Any], PydanticField(max_length=32)] = {}
     ttl_s: Annotated[int, PydanticField(ge=10, le=7 * 86400, description="seconds until it expires")] = 600
-    send_at: datetime | None = PydanticField(default=None, description="hold the command until then (UTC if no zone)")
+    send_at: Moment | None = PydanticField(default=None, description="hold the command until then (UTC if no zone)")
 
 
 class CommandBatchPublic(BaseModel):

@@ -2,6 +2,7 @@
 
 from fastapi import APIRouter
 
+from cloud.api.responses import ERROR_RESPONSES
 from cloud.api.routes import (
     alarms,
     attendance,
@@ -52,4 +53,5 @@ for module in (
     commands,
     figures,
 ):
-    api_router.include_router(module.router)
+    # Health answers without a login; every other operation may be refused as ERROR_RESPONSES says.
+    api_router.include_router(module.router, responses={} if module is health else ERROR_RESPONSES)

@@ -15,12 +15,14 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.sql import ColumnElement
 from sqlmodel import Session, col, select
 
+from cloud.bounds import whole_number
 from cloud.crud.access import COUNTY_ROLES, district_schools, read_scope, team_of
 from cloud.crud.history import ROLLUP_MARK
 from cloud.crud.summaries import SummaryState, local_day_bounds, one_of, summary_state, usage_per_day
 from cloud.crud.teams import school_calendars
 from cloud.errors import AccessDenied, InvalidInput, NotFound
 from cloud.models import (
+    MAX_ROW_ID,
     Classroom,
     ContractorTeam,
     Device,
@@ -172,9 +174,10 @@ def _reach(session: Session, user: User, scope: str, scope_id: str | None) -> Re
     if not user.is_active:
         raise AccessDenied("the account is disabled")
     if scope == "contractor":
-        if scope_id is None or not scope_id.isdigit():
+        team_id = whole_number(scope_id or "", high=MAX_ROW_ID)
+        if team_id is None:
             raise InvalidInput("a contractor report needs id, the team's number")
-        team = session.get(ContractorTeam, int(scope_id))
+        team = session.get(ContractorTeam, team_id)
         if team is None:
             raise NotFound(f"team {scope_id} not found")
         if user.role == "contractor_manager":

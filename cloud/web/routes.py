@@ -14,16 +14,18 @@ from pydantic import ValidationError
 from sqlmodel import Session
 
 from cloud import crud, media
-from cloud.api.deps import SessionDep, client_ip
+from cloud.api.deps import RowId, SessionDep, client_ip
+from cloud.api.params import From, To
 from cloud.api.routes import figures as figures_api
 from cloud.api.routes.imports import read_upload
 from cloud.api.routes.work_orders import read_photo
+from cloud.bounds import Day, whole_number
 from cloud.core.config import Settings
 from cloud.crud import Actor, workorders
 from cloud.crud import commands as commands_crud
 from cloud.crud import figures as figures_crud
 from cloud.errors import AccessDenied, InvalidInput, NotFound
-from cloud.models import ACTIVE_STATUSES, WORK_ORDER_STATUSES, RosterEntryIn, School, User, utcnow
+from cloud.models import ACTIVE_STATUSES, MAX_ROW_ID, WORK_ORDER_STATUSES, RosterEntryIn, School, User, utcnow
 from cloud.web import charts, i18n, views
 from cloud.web.render import STATIC, STATIC_TYPES, WebRoute, render
 from cloud.web.session import (
@@ -214,7 +216,7 @@ def orders_page(
 
 
 @router.get("/orders/{order_id}")
-def order_page(request: Request, order_id: int, user: WebUser, session: SessionDep) -> Response:
+def order_page(request: Request, order_id: RowId, user: WebUser, session: SessionDep) -> Response:
     """One order: the device's place, health and history, the journal, and what the user may do next."""
     order = workorders.read_order(session, user=user, order_id=order_id)
     school = session.get(School, order.school_code)
@@ -254,7 +256,7 @@ def order_page(request: Request, order_id: int, user: WebUser, session: SessionD
 @router.post("/orders/{order_id}/action")
 def order_action(
     request: Request,
-    order_id: int,
+    order_id: RowId,
     actor: WebActor,
     session: SessionDep,
     _csrf: Csrf,
@@ -307,15 +309,15 @@ def _resolve_extras(
         if not name:
             continue
         raw = quantities[index].strip() if index < len(quantities) else ""
-        count = int(raw) if raw.isdigit() else 1
-        if not 1 <= count <= 10_000 or len(name) > 200:
+        count = whole_number(raw, high=10_000) if raw else 1
+        if count is None or len(name) > 200:
             raise InvalidInput(f"part {name!r}: the quantity must be 1 to 10000 and the name at most 200 characters")
         used.append((name, count))
     spent = None
     if minutes.strip():
-        if not minutes.strip().isdigit() or not 1 <= int(minutes) <= 24 * 60:
+        spent = whole_number(minutes, high=24 * 60)
+        if spent is None:
             raise InvalidInput("time spent is a number of minutes, 1 to 1440")
-        spent = int(minutes)
     settings = _settings(request)
     data = read_photo(photo, settings) if photo is not None and photo.filename else None
     for name, count in used:
@@ -337,7 +339,7 @@ def _resolve_extras(
 @router.post("/orders/{order_id}/comment")
 def order_comment(
     request: Request,
-    order_id: int,
+    order_id: RowId,
     actor: WebActor,
     session: SessionDep,
     _csrf: Csrf,
@@ -349,7 +351,9 @@ def order_comment(
 
 
 @router.get("/orders/{order_id}/photos/{attachment_id}")
-def order_photo(request: Request, order_id: int, attachment_id: int, user: WebUser, session: SessionDep) -> Response:
+def order_photo(
+    request: Request, order_id: RowId, attachment_id: RowId, user: WebUser, session: SessionDep
+) -> Response:
     """A photo of an order the user may see."""
     attachment = workorders.read_attachment(session, user=user, order_id=order_id, attachment_id=attachment_id)
     path = media.media_path(_settings(request).media_dir, attachment.path)
@@ -536,6 +540,16 @@ def alarms_page(
     )
 
 
+def _classroom_id(text: str) -> int | None:
+    """A classroom chosen in a form: none when left empty; InvalidInput when not a classroom's number."""
+    if not text.strip():
+        return None
+    room = whole_number(text, high=MAX_ROW_ID)
+    if room is None:
+        raise InvalidInput(f"{text!r} is not a classroom's number")
+    return room
+
+
 def _own_or_chosen_school(session: Session, user: User, school: str) -> School | None:
     if user.role == "school_admin":
         return crud.read_school(session, user=user, code=user.school_code or "")
@@ -550,7 +564,7 @@ def attendance_page(
     user: WebUser,
     session: SessionDep,
     school: Annotated[str, Query(max_length=32)] = "",
-    day: date | None = None,
+    day: Annotated[Day | None, Query()] = None,
 ) -> Response:
     """Attendance per class on one day of the school's calendar (counts only: no personal data)."""
     chosen = _own_or_chosen_school(session, user, school)
@@ -616,7 +630,7 @@ def roster_add(
             person_name=person_name,
             person_no=person_no or None,
             class_label=class_label or None,
-            classroom_id=int(classroom_id) if classroom_id.isdigit() else None,
+            classroom_id=_classroom_id(classroom_id),
         )
     except ValidationError as exc:
         raise InvalidInput("; ".join(f"{e['loc'][0]}: {e['msg']}" for e in exc.errors())) from exc
@@ -625,7 +639,7 @@ def roster_add(
 
 
 @router.post("/roster/{entry_id}/delete")
-def roster_delete(request: Request, entry_id: int, actor: WebActor, session: SessionDep, _csrf: Csrf) -> Response:
+def roster_delete(request: Request, entry_id: RowId, actor: WebActor, session: SessionDep, _csrf: Csrf) -> Response:
     """Remove a person from the roster."""
     assert actor.user is not None
     school_code = crud.personal_data_school(actor.user, None)
@@ -669,8 +683,8 @@ def county_page(
     request: Request,
     user: WebUser,
     session: SessionDep,
-    date_from: Annotated[date | None, Query(alias="from")] = None,
-    date_to: Annotated[date | None, Query(alias="to")] = None,
+    date_from: From = None,
+    date_to: To = None,
     page: Page = 1,
 ) -> Response:
     """The county's figures, their trends, a table per school and the contractors' scorecards."""
@@ -699,8 +713,8 @@ def county_export(
     extension: str,
     user: WebUser,
     session: SessionDep,
-    date_from: Annotated[date | None, Query(alias="from")] = None,
-    date_to: Annotated[date | None, Query(alias="to")] = None,
+    date_from: From = None,
+    date_to: To = None,
 ) -> Response:
     """The county's figures as the API exports them, for the dashboard's buttons."""
     _require_county(user)
@@ -754,8 +768,9 @@ def send_command(
         raise InvalidInput(f"the console sends {', '.join(CONSOLE_COMMANDS)}")
     if role not in ("", "sensor", "attendance", "blackboard"):
         raise InvalidInput("role is sensor, attendance or blackboard")
-    target: dict = {"classroom": int(classroom)} if classroom.isdigit() else {"school": school}
-    if not classroom.isdigit() and not school:
+    room = _classroom_id(classroom)
+    target: dict = {"classroom": room} if room is not None else {"school": school}
+    if room is None and not school:
         raise InvalidInput("choose a school or a classroom")
     if role:
         target["role"] = role

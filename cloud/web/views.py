@@ -10,14 +10,16 @@ from datetime import date, datetime, timedelta
 from sqlmodel import Session, col, select
 
 from cloud import crud
+from cloud.bounds import whole_number
 from cloud.crud import commands as commands_crud
 from cloud.crud import figures as figures_crud
 from cloud.crud import teams as teams_crud
 from cloud.crud.access import work_order_condition
 from cloud.crud.workorders import ROLE_ACTIONS, TRANSITIONS, list_orders
-from cloud.errors import NotFound
+from cloud.errors import InvalidInput, NotFound
 from cloud.models import (
     ACTIVE_STATUSES,
+    MAX_ROW_ID,
     Building,
     Classroom,
     CommandBatch,
@@ -172,10 +174,17 @@ def device_views(session: Session, devices: Sequence[Device], stale_s: float) ->
 # ---- live status ---------------------------------------------------------------------------------
 
 
+def _order_number(text: str) -> int:
+    number = whole_number(text, high=MAX_ROW_ID)
+    if number is None:
+        raise InvalidInput(f"order:{text} names no work order: its id is a number from 1 to {MAX_ROW_ID}")
+    return number
+
+
 def live_status(session: Session, user: User, keys: Sequence[str], lang: str, stale_s: float) -> dict[str, dict]:
     """Current status of the devices, orders and commands named by `kind:id` keys the user may see."""
     devices = [k.split(":", 1)[1] for k in keys if k.startswith("device:")]
-    orders = [int(k.split(":", 1)[1]) for k in keys if k.startswith("order:") and k.split(":", 1)[1].isdigit()]
+    orders = [_order_number(k.split(":", 1)[1]) for k in keys if k.startswith("order:")]
     batches = [k.split(":", 1)[1] for k in keys if k.startswith("batch:")]
     result: dict[str, dict] = {}
     if devices:

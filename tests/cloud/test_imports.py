@@ -126,7 +126,7 @@ def test_unreadable_files_get_a_clear_422(client, world, data, words):
     response = _upload(client, world, data)
 
     assert response.status_code == 422
-    assert words in response.json()["detail"]
+    assert words in response.json()["detail"][0]["msg"]
 
 
 def test_auditors_and_technicians_cannot_import(client, world):

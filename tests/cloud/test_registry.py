@@ -210,7 +210,7 @@ def test_school_update_checks_time_zone_and_district(client, world):
     ok = client.patch(f"{API}/schools/s1", json={"name": "No. 1 Primary"}, headers=headers)
 
     assert bad_zone.status_code == 422
-    assert "time zone" in bad_zone.json()["detail"]
+    assert "time zone" in bad_zone.json()["detail"][0]["msg"]
     assert no_district.status_code == 404
     assert no_name.status_code == 422
     assert ok.json()["name"] == "No. 1 Primary"

@@ -168,7 +168,7 @@ def test_state_machine(machine: Machine, action, status):
             assert response.json()["status"] == target, response.json()
         elif expected is None:
             assert response.status_code == 422, f"{person} {action} {status}: {response.text}"
-            assert status in response.json()["detail"]
+            assert status in response.json()["detail"][0]["msg"]
         else:
             assert response.status_code in (403, 404), f"{person} {action} {status}: {response.text}"
             assert response.json()["detail"]
@@ -210,9 +210,9 @@ def test_missing_reason_or_notes_and_foreign_assignee_are_refused(client, sessio
         headers=crew.user("boss"),
     )
 
-    assert no_reason.status_code == 422 and "reason" in no_reason.json()["detail"]
-    assert no_notes.status_code == 422 and "notes" in no_notes.json()["detail"]
-    assert not_tech.status_code == 422 and "not a technician" in not_tech.json()["detail"]
+    assert no_reason.status_code == 422 and "reason" in no_reason.json()["detail"][0]["msg"]
+    assert no_notes.status_code == 422 and "notes" in no_notes.json()["detail"][0]["msg"]
+    assert not_tech.status_code == 422 and "not a technician" in not_tech.json()["detail"][0]["msg"]
 
 
 def test_auto_assignment_picks_the_least_loaded_covering_technician(client, session, crew, sync):

@@ -1,6 +1,5 @@
 """Alarms raised and cleared by devices and by their gateways' rules."""
 
-from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
@@ -8,6 +7,7 @@ from pydantic import BaseModel
 
 from cloud import crud
 from cloud.api.deps import CurrentUser, Offset, SessionDep
+from cloud.api.params import Since, Until
 from cloud.models import AlarmPublic
 
 router = APIRouter(prefix="/alarms", tags=["devices"])
@@ -29,8 +29,8 @@ def list_alarms(
     school: Annotated[str | None, Query(description="only this school's alarms")] = None,
     device: Annotated[str | None, Query(description="only this device's alarms")] = None,
     state: Annotated[Literal["raise", "clear"] | None, Query()] = None,
-    since: Annotated[datetime | None, Query(description="from this time on")] = None,
-    until: Annotated[datetime | None, Query(description="before this time")] = None,
+    since: Since = None,
+    until: Until = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1000,
     offset: Offset = 0,
 ) -> AlarmPage:

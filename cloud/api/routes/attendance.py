@@ -1,12 +1,13 @@
 """Attendance: raw card taps for the school's own admins, per-classroom daily counts for everyone else."""
 
-from datetime import date, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
 from cloud import crud
 from cloud.api.deps import CurrentUser, Offset, SessionDep
+from cloud.api.params import Since
+from cloud.bounds import Day
 from cloud.models import AttendanceEventPublic, AttendancePage, DailyAttendance
 
 router = APIRouter(tags=["attendance"])
@@ -20,7 +21,7 @@ def list_attendance_events(
     session: SessionDep,
     school: Annotated[str | None, Query(description="only this school's events")] = None,
     device: Annotated[str | None, Query(description="only this device's events")] = None,
-    since: Annotated[datetime | None, Query(description="events at or after this time, UTC if no zone")] = None,
+    since: Since = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1000,
     offset: Offset = 0,
 ) -> AttendancePage:
@@ -40,7 +41,7 @@ def daily_attendance(
     session: SessionDep,
     school: Annotated[str, Query(description="the school's code")],
     day: Annotated[
-        date | None, Query(alias="date", description="a day of the school's calendar; today if left out")
+        Day | None, Query(alias="date", description="a day of the school's calendar; today if left out")
     ] = None,
 ) -> DailyAttendance:
     """Per-classroom attendance of one school day: distinct cards, taps, roster size and rate."""

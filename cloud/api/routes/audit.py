@@ -1,12 +1,12 @@
 """The audit log: read-only, for auditors and county admins."""
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
 from cloud import crud
 from cloud.api.deps import CurrentUser, Offset, SessionDep
+from cloud.api.params import Since
 from cloud.models import AuditEntryPublic, AuditPage
 
 router = APIRouter(prefix="/audit-log", tags=["audit"])
@@ -22,7 +22,7 @@ def list_audit_entries(
     entity_id: Annotated[str | None, Query()] = None,
     actor: Annotated[str | None, Query(description="a username or gateway id")] = None,
     school: Annotated[str | None, Query()] = None,
-    since: Annotated[datetime | None, Query(description="from this time on")] = None,
+    since: Since = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
     offset: Offset = 0,
 ) -> AuditPage:

@@ -1,12 +1,13 @@
 """Classroom devices: the asset register, presence, health history and QR labels."""
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
 from cloud import crud, labels
 from cloud.api.deps import CurrentActor, CurrentUser, Offset, SessionDep, SettingsDep
+from cloud.api.params import Since, Until
 from cloud.crud import commands
 from cloud.models import (
     MAX_ROW_ID,
@@ -24,8 +25,6 @@ router = APIRouter(prefix="/devices", tags=["devices"])
 
 MAX_PAGE = 50_000
 MAX_HISTORY = 10_000
-Since = Annotated[datetime | None, Query(description="from this time on (ISO 8601; UTC if no zone)")]
-Until = Annotated[datetime | None, Query(description="before this time (ISO 8601; UTC if no zone)")]
 
 
 def _view(session, device, settings) -> DevicePublic:

@@ -2,25 +2,20 @@
 
 import csv
 import io
-from datetime import date
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response
 from openpyxl import Workbook
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
 from cloud.api.deps import CurrentUser, SessionDep
+from cloud.api.params import From, ScopeId, To
 from cloud.crud import figures as figures_crud
 from cloud.crud.figures import FiguresReport
 
 router = APIRouter(prefix="/figures", tags=["figures"])
 
 Scope = Annotated[Literal["county", "school", "contractor"], Query(description="what the figures are of")]
-ScopeId = Annotated[
-    str | None,
-    Query(max_length=32, description="district code (county; none = all you reach), school code, or team id"),
-]
-From = Annotated[date | None, Query(alias="from", description="first day, included (default: 30 days to `to`)")]
-To = Annotated[date | None, Query(alias="to", description="last day, included (default: today)")]
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
@@ -40,7 +35,7 @@ def get_figures(
     user: CurrentUser,
     session: SessionDep,
     scope: Scope,
-    scope_id: Annotated[str | None, Query(alias="id", max_length=32)] = None,
+    scope_id: ScopeId = None,
     date_from: From = None,
     date_to: To = None,
 ) -> FiguresReport:
@@ -53,7 +48,7 @@ def export_csv(
     user: CurrentUser,
     session: SessionDep,
     scope: Scope,
-    scope_id: Annotated[str | None, Query(alias="id", max_length=32)] = None,
+    scope_id: ScopeId = None,
     date_from: From = None,
     date_to: To = None,
 ) -> Response:
@@ -75,7 +70,7 @@ def export_xlsx(
     user: CurrentUser,
     session: SessionDep,
     scope: Scope,
-    scope_id: Annotated[str | None, Query(alias="id", max_length=32)] = None,
+    scope_id: ScopeId = None,
     date_from: From = None,
     date_to: To = None,
 ) -> Response:
@@ -86,7 +81,8 @@ def export_xlsx(
     assert sheet is not None
     sheet.title = "figures"
     for row in figures_crud.export_rows(report):
-        sheet.append(row)
+        # A name stored before names were checked may hold a control character, which a workbook cannot.
+        sheet.append([ILLEGAL_CHARACTERS_RE.sub("", value) if isinstance(value, str) else value for value in row])
     buffer = io.BytesIO()
     book.save(buffer)
     return Response(

@@ -4,7 +4,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from cloud.api.deps import CurrentActor, CurrentUser, Offset, RowId, SessionDep
+from cloud.api.deps import CurrentActor, CurrentUser, Offset, SessionDep
+from cloud.api.params import BigRowId
 from cloud.crud import escalation
 from cloud.models import NotificationPublic
 
@@ -25,7 +26,7 @@ def list_notifications(
 
 
 @router.post("/{notification_id}/read")
-def mark_read(notification_id: RowId, actor: CurrentActor, session: SessionDep) -> NotificationPublic:
+def mark_read(notification_id: BigRowId, actor: CurrentActor, session: SessionDep) -> NotificationPublic:
     """Mark a notification read."""
     return NotificationPublic.model_validate(
         escalation.mark_read(session, actor=actor, notification_id=notification_id)
