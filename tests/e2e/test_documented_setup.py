@@ -7,7 +7,6 @@ nothing else was."""
 
 from __future__ import annotations
 
-import re
 import shlex
 import subprocess
 import tomllib
@@ -30,8 +29,18 @@ CARD = "04a1b2c3"
 
 
 def blocks(language: str) -> list[str]:
-    """The fenced code blocks of docs/gateway.md in `language`."""
-    return re.findall(rf"^```{language}\n(.*?)^```", DOC.read_text(), flags=re.S | re.M)
+    """The fenced code blocks of docs/gateway.md in `language` ("" for those without one)."""
+    found, block, fence = [], [], None
+    for line in DOC.read_text().splitlines(keepends=True):
+        if fence is None and line.startswith("```"):
+            fence, block = line[3:].strip(), []
+        elif fence is not None and line.rstrip() == "```":
+            if fence == language:
+                found.append("".join(block))
+            fence = None
+        elif fence is not None:
+            block.append(line)
+    return found
 
 
 def commands() -> list[list[str]]:
@@ -75,6 +84,25 @@ def test_the_page_shows_one_complete_gateway_config() -> None:
     data = tomllib.loads(config)
     assert data["broker"]["password"] and data["broker"]["device_secret"]
     assert "username" not in data["broker"]  # the default user name is the one mosquitto-config writes
+
+
+def test_the_pages_example_of_a_bad_file_is_what_the_gateway_says(tmp_path: Path) -> None:
+    (documented,) = [b for b in blocks("toml") if "school =" in b]
+    (example,) = [b for b in blocks("") if "is invalid:" in b]
+    lines, current = [], ""
+    for line in documented.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("["):
+            current = stripped
+        lines.append("port = 99999" if current == "[broker]" and stripped.startswith("port =") else line)
+        if stripped == "[cloud]":
+            lines.append('scool = "S001"')
+    config = tmp_path / "gateway.toml"
+    config.write_text("\n".join(lines) + "\n")
+    done = subprocess.run([*classops_command(), "gateway", "run", "--config", str(config)], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.replace(str(config), "/etc/classops/gateway.toml") == example
 
 
 class School:
