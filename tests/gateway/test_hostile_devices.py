@@ -49,9 +49,9 @@ NOW_TS = int(time.time())
 EXAMPLES = 12
 # Half the gateway's default flood rate (20 messages a second), resends included, stays well inside it.
 TAP_EVERY_S = 0.1
-# A smaller flood burst than the default 1,000, so that a device that keeps bursting is held to its rate
-# within a run: what the flood guard drops must be counted too.
-FLOOD_BURST = 300
+# A smaller flood burst than the default 1,000, so that a drawn burst of 200 messages meets the flood
+# guard within a run: what it drops must be counted too.
+FLOOD_BURST = 150
 # The firmware sends an event again when its eack has not come after resend_s (10 s by default); shorter
 # here, so that a lost eack costs the test little time.
 RESEND_S = 2.0
