@@ -181,8 +181,8 @@ class Gateway:
         except StoreUnwritable as exc:
             self.store_health.failed(str(exc))
             raise
-        if not self.store_health.writable and (
-                method == "probe_write" or (method == "commit" and args[0].accepted)):
+        # Only a write that wrote something proves the store writes again: a batch of copies writes nothing.
+        if not self.store_health.writable and (method == "probe_write" or (method == "commit" and result.new)):
             self.store_health.recovered()
         return result
 
@@ -381,8 +381,9 @@ class Gateway:
     async def _gauges(self) -> None:
         devices_at = 0.0
         while True:
-            self.metrics.set("store_worker_restarts", self.store.restarts)
             count, age = await self.in_store("backlog")
+            # After the request: a worker that died since the last one has just been replaced.
+            self.metrics.set("store_worker_restarts", self.store.restarts)
             self.metrics.set("backlog_records", count)
             self.metrics.set("backlog_age_seconds", round(age, 3))
             self.metrics.set("broker_connected", 1 if self.broker.connected.is_set() else 0)
@@ -442,6 +443,8 @@ class Gateway:
             # The gateway runs on without a store: it says so, acknowledges nothing, and the next request
             # opens the store once it can.
             self.store_health.failed(str(exc))
+        except StoreWorkerError as exc:
+            log.error("the store could not be opened; trying again with each request: %s", exc)
         self.sync = CloudSync(self.settings, self.in_store, self.metrics, lane="bulk")
         self.priority_sync = CloudSync(self.settings, self.in_store, self.metrics, lane="priority",
                                        held=self.store_health)

@@ -14,8 +14,9 @@ class CloudError(GatewayError):
 
 
 class StoreUnwritable(GatewayError):
-    """The store cannot write (disk full, read-only, I/O error): nothing more is stored or acknowledged
-    until it can; the content of the request was not at fault, so it is retried, never quarantined."""
+    """The store cannot write (disk full, read-only, I/O error, a damaged file): nothing more is stored or
+    acknowledged until it can; the content of the request was not at fault, so it is retried, never
+    quarantined."""
 
 
 class StoreWorkerError(GatewayError):

@@ -5,6 +5,7 @@ They are served from the gateway process itself, so they work while the school's
 
 from __future__ import annotations
 
+import asyncio
 import html
 import time
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,8 @@ from gateway.errors import StoreUnwritable, StoreWorkerError
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
+
+STORE_ANSWER_S = 3.0
 
 
 def status_snapshot(gateway: Gateway, devices: list[dict[str, Any]], backlog: tuple[int, float],
@@ -81,10 +84,15 @@ def create_status_app(gateway: Gateway) -> FastAPI:
     async def snapshot() -> dict:
         # The page must answer while the store does not: that is when the admin needs it most.
         try:
-            devices = await gateway.in_store("devices")
-            backlog = await gateway.in_store("backlog")
+            async with asyncio.timeout(STORE_ANSWER_S):
+                devices = await gateway.in_store("devices")
+                backlog = await gateway.in_store("backlog")
         except (StoreUnwritable, StoreWorkerError) as exc:
             return status_snapshot(gateway, [], (0, 0.0), store_error=str(exc))
+        except TimeoutError:
+            # A store worker being replaced (after a backoff) would hold the page for seconds.
+            return status_snapshot(gateway, [], (0, 0.0),
+                                   store_error=f"the store did not answer within {STORE_ANSWER_S:.0f} s")
         return status_snapshot(gateway, devices, backlog)
 
     @app.get("/api/status")

@@ -109,9 +109,10 @@ CREATE TABLE IF NOT EXISTS quarantine (
 );
 """
 
-# SQLite's primary result codes that say the database cannot be written at all, whatever is being written.
+# SQLite's primary result codes that say the database cannot be written at all, whatever is being written
+# (a damaged file too: no record is at fault, and it takes a person to mend).
 _UNWRITABLE_CODES = frozenset((sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY,
-                               sqlite3.SQLITE_CANTOPEN))
+                               sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB))
 _UNWRITABLE_ERRNOS = frozenset((errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES))
 
 

@@ -80,18 +80,17 @@ class CloudSync:
     async def run(self) -> None:
         """Sync for ever: batches while there is a backlog, a heartbeat when idle, backoff on failure."""
         cloud = self._settings.cloud
-        failures = 0
+        failures = store_failures = 0
         while True:
             self.wake.clear()
             held = await self._held_records()
             try:
                 records = held + await self._run("pending", cloud.batch_size, self.lane)
             except (StoreUnwritable, StoreWorkerError) as exc:
+                # The held alarms, or the heartbeat, still go: the cloud must not take a gateway whose store
+                # fails for one that is away.
                 self._metrics.inc("sync_store_errors", label=self.lane)
-                log.warning("%s sync cannot read the store, trying again: %s", self.lane, exc)
-                if not held:
-                    await asyncio.sleep(STORE_RETRY_S)
-                    continue
+                log.warning("%s sync cannot read the store: %s", self.lane, exc)
                 records = held
             idle_for = time.monotonic() - self.last_ok if self.last_ok is not None else None
             heartbeat_due = idle_for is None or idle_for >= cloud.heartbeat_s
@@ -122,12 +121,16 @@ class CloudSync:
                 rejected = [(g, r) for g, r in rejected if g < HELD_GSEQ_BASE]
             try:
                 await self._run("mark_synced", confirmed, rejected)
+                store_failures = 0
             except (StoreUnwritable, StoreWorkerError) as exc:
-                # The cloud answers a batch sent again as confirmed: nothing is lost but a round trip.
+                # The cloud answers a batch sent again as confirmed: nothing is lost but a round trip, made
+                # less and less often while the store cannot write.
                 self._metrics.inc("sync_store_errors", label=self.lane)
-                log.warning("%s sync could not record the cloud's answer; the batch goes again: %s",
-                            self.lane, exc)
-                await asyncio.sleep(STORE_RETRY_S)
+                store_failures += 1
+                delay = backoff_delay(store_failures - 1, STORE_RETRY_S, cloud.backoff_max_s)
+                log.warning("%s sync could not record the cloud's answer; the batch goes again in %.1f s: %s",
+                            self.lane, delay, exc)
+                await asyncio.sleep(delay)
             self._metrics.inc("records_synced", len(confirmed))
             for _, reason in rejected:
                 self._metrics.inc("records_rejected_by_cloud", label=reason)

@@ -219,7 +219,7 @@ def test_the_store_worker_killed_twenty_times_under_taps_loses_and_doubles_nothi
         wait_for(lambda: len(cloud_taps(cloud, admin)) >= len(sent), 120, f"{len(sent)} taps in the cloud")
         assert sorted(cloud_taps(cloud, admin)) == sent
         assert gateway.running and gateway.proc.pid == gateway_pid
-        assert metric(gateway, "store_worker_restarts") >= WORKER_KILLS
+        wait_for(lambda: metric(gateway, "store_worker_restarts") >= WORKER_KILLS, 10, "the restarts counted")
     finally:
         if devices is not None:
             devices.close()
