@@ -9,7 +9,13 @@ What reaches the gateway (`reaches_gateway`): Mosquitto 2 drops a publish the AC
 `message_size_limit`, silently whatever its QoS (a QoS 1 publisher still gets its PUBACK), and the
 gateway subscribes to `up/+/+` only. Everything else reaches it, QoS 0 included: the broker drops QoS 0
 for a connected subscriber only past `max_queued_messages` (200,000), which these programs never near,
-and the test checks that the gateway's session is never interrupted. So the counts must match exactly.
+and the test checks that the gateway's session is never interrupted. So the counts must match exactly,
+but for the flood guard: it counts what a device sends beyond its rate as `messages_rejected{reason=
+"flood"}` instead of what the message would have been counted as.
+
+A QoS 0 message has reached the broker once a later QoS 1 publish on the same connection has its
+PUBACK; the test waits for one after every action, because a message still unread in the broker's
+socket buffer is lost when the next connection with the same client id takes the session over.
 """
 
 from __future__ import annotations
