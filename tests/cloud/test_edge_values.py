@@ -48,6 +48,12 @@ CONSOLE_EDGES = (
 )
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """Both stores: the edges are refused before either is asked."""
+    return request.getfixturevalue(f"{request.param}_url")
+
+
 @pytest.fixture
 def tolerant(settings: Settings) -> Iterator[TestClient]:
     """A client that gets a server error as a 500 response, as a real client would, not as an exception."""
@@ -79,25 +85,30 @@ def _is_validation_error(body: dict) -> bool:
     )
 
 
-@pytest.mark.parametrize("path", API_EDGES)
-def test_api_refuses_edge_values_with_a_validation_error(
-    tolerant: TestClient, world: World, devices: None, path: str
-) -> None:
-    response = tolerant.get(API + path, headers=world.user("county"))
+def test_api_refuses_edge_values_with_a_validation_error(tolerant: TestClient, world: World, devices: None) -> None:
+    wrong = []
+    for path in API_EDGES:
+        # Raw attendance events are the school admins' alone; the county admin reaches everything else.
+        user = "admin1" if path.startswith("/attendance-events") else "county"
+        response = tolerant.get(API + path, headers=world.user(user))
+        is_json = response.headers.get("content-type", "").startswith("application/json")
+        if response.status_code != 422 or not is_json or not _is_validation_error(response.json()):
+            wrong.append(f"{path}: {response.status_code} {response.text[:200]}")
 
-    assert response.status_code == 422, response.text
-    assert _is_validation_error(response.json()), response.text
+    assert not wrong, "\n".join(wrong)
 
 
-@pytest.mark.parametrize("path", CONSOLE_EDGES)
-def test_console_refuses_edge_values(tolerant: TestClient, world: World, path: str) -> None:
+def test_console_refuses_edge_values(tolerant: TestClient, world: World) -> None:
     tolerant.cookies.set("classops_session", world.user_tokens["county"])
+    wrong = []
+    for path in CONSOLE_EDGES:
+        # As the console's script asks: errors come back as JSON.
+        response = tolerant.get(path, headers={"X-Requested-With": "fetch"})
+        is_json = response.headers.get("content-type", "").startswith("application/json")
+        if not 400 <= response.status_code < 500 or not is_json or not isinstance(response.json()["detail"], str):
+            wrong.append(f"{path}: {response.status_code} {response.text[:200]}")
 
-    # As the console's script asks: errors come back as JSON.
-    response = tolerant.get(path, headers={"X-Requested-With": "fetch"})
-
-    assert 400 <= response.status_code < 500, response.text
-    assert isinstance(response.json()["detail"], str)
+    assert not wrong, "\n".join(wrong)
 
 
 def test_the_calendar_within_its_years_is_answered(client: TestClient, world: World, devices: None) -> None:
