@@ -164,7 +164,9 @@ def test_every_operation_answers_as_documented(live_cloud: LiveCloud, tmp_path: 
     logout_token = live_cloud.fresh_token(role) if role != "gateway" else live_cloud.tokens[role]
     config = _config(tmp_path / "schemathesis.toml", role, live_cloud.tokens[role], logout_token)
     argv = [
-        str(Path(sys.executable).with_name("schemathesis")),
+        sys.executable,
+        "-m",
+        "schemathesis.cli",
         "--no-color",
         "--config-file",
         str(config),
