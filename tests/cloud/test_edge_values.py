@@ -187,3 +187,22 @@ def test_an_unexpected_failure_is_a_500_with_a_logged_request_id(
     logged = [r for r in caplog.records if getattr(r, "request_id", None) == request_id]
     assert logged and logged[0].exc_info is not None and "disk is on fire" in str(logged[0].exc_info[1])
     assert given.json()["request_id"] == "lb-0123456789"
+
+
+def test_console_forms_refuse_numbers_that_are_not_ascii_digits(tolerant: TestClient, world: World) -> None:
+    # "²" passes str.isdigit() and then fails int().
+    posts = (
+        ("admin1", "/roster/add", {"card_pseudonym": "p-1", "person_name": "Li Lei", "classroom_id": "²"}),
+        ("county", "/commands", {"name": "reboot", "classroom": "²"}),
+        ("county", "/commands", {"name": "reboot", "classroom": "999999999999"}),
+    )
+    tolerant.cookies.set("classops_csrf", "csrf-token-of-this-browser")
+    for user, path, form in posts:
+        tolerant.cookies.set("classops_session", world.user_tokens[user])
+
+        response = tolerant.post(
+            path, data={**form, "csrf": "csrf-token-of-this-browser"}, headers={"X-Requested-With": "fetch"}
+        )
+
+        assert response.status_code == 422, (path, form, response.text)
+        assert "classroom" in response.json()["detail"]
