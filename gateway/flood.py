@@ -108,9 +108,13 @@ class FloodGuard:
         return kept, excess
 
     def flooding(self, devices: list[str], now: float) -> None:
-        """Take devices whose `device_flood` alarm is raised (after a restart): cleared once they are calm."""
+        """Take the devices whose `device_flood` alarm the store holds raised, at a (re)start: each is
+        cleared once calm, and a flood whose alarm the store never took is raised again."""
+        raised = set(devices)
         with self._lock:
-            for device in devices:
+            for device, episode in self._episodes.items():
+                episode.raised = device in raised
+            for device in raised:
                 self._episodes.setdefault(device, _Episode(now, raised=True))
 
     def changes(self, now: float) -> list[FloodChange]:

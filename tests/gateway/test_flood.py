@@ -66,6 +66,16 @@ def test_a_long_flood_raises_one_alarm_cleared_once_the_bucket_is_full_again() -
     assert guard._buckets == {} and guard._episodes == {}
 
 
+def test_a_raise_the_store_did_not_take_is_raised_again() -> None:
+    guard = FloodGuard(rate_per_s=10, burst=5)
+    guard.admit(read(0.0, *[LOUD] * 20))
+    guard.admit(read(0.6, *[LOUD] * 20))
+    assert [c.flooding for c in guard.changes(0.6)] == [True]
+    guard.flooding([], now=0.7)  # the alarm task starts again: the store has no such alarm
+    guard.admit(read(0.8, *[LOUD] * 20))
+    assert [c.flooding for c in guard.changes(0.8)] == [True]
+
+
 def test_an_alarm_from_before_a_restart_is_cleared_when_the_device_is_calm() -> None:
     guard = FloodGuard(rate_per_s=10, burst=5)
     guard.flooding([LOUD, QUIET], now=0.0)
