@@ -39,9 +39,10 @@ from protocol import limits, messages, topics
 log = logging.getLogger(__name__)
 
 WORKER_START_TIMEOUT_S = 60.0
-# A worker that dies before it answered anything is replaced after a growing, jittered delay, so that a
-# store that cannot open, or a request that kills every worker, is not retried in a tight loop; one that
-# answered requests, or lived this long, starts from the shortest delay.
+# A worker that died after it had answered requests (or lived this long) is replaced at once. After two
+# or more in a row that could not open the store, or died before they answered anything, the next is not
+# started before a growing, jittered delay; requests until then fail at once, so that no task waits
+# behind another's retry.
 WORKER_STABLE_AFTER_S = 30.0
 WORKER_RESTART_MIN_S = 0.2
 WORKER_RESTART_MAX_S = 10.0
@@ -393,6 +394,8 @@ class StoreWorker:
         self._generation = 0
         self._chain_generation = 0
         self._quick_failures = 0
+        self._start_after = 0.0
+        self._start_error: StoreWorkerError | StoreUnwritable | None = None
         self.restarts = 0
 
     @property
@@ -402,7 +405,10 @@ class StoreWorker:
     def start(self) -> None:
         """Start the worker and wait until its store is open."""
         settings = self._settings
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise (unwritable(exc) or StoreWorkerError(f"cannot make {settings.data_dir}: {exc}")) from exc
         parent, child = self._ctx.Pipe()
         process = self._ctx.Process(target=_worker_main, args=(child, settings), name="classops-store",
                                     daemon=True)
@@ -474,15 +480,27 @@ class StoreWorker:
             link.conn.close()
             self.restarts += 1
             lived = time.monotonic() - link.started
-            stable = link.answered or lived >= WORKER_STABLE_AFTER_S
-            self._quick_failures = 0 if stable else self._quick_failures + 1
             log.error("store worker exited with %s after %.0f s; starting a new one",
                       link.process.exitcode, lived)
-        else:
-            # The last start failed (the store could not be opened).
-            self._quick_failures += 1
-        time.sleep(backoff_delay(self._quick_failures, WORKER_RESTART_MIN_S, WORKER_RESTART_MAX_S))
-        self.start()
+            if link.answered or lived >= WORKER_STABLE_AFTER_S:
+                self._quick_failures = 0
+            else:
+                self._failed(StoreWorkerLost(f"store workers die before they answer (exit {link.process.exitcode})"))
+        wait = self._start_after - time.monotonic()
+        if wait > 0 and self._start_error is not None:
+            raise type(self._start_error)(f"{self._start_error} (next try in {wait:.1f} s)")
+        try:
+            self.start()
+        except (StoreWorkerError, StoreUnwritable) as exc:
+            self._failed(exc)
+            raise
+
+    def _failed(self, error: StoreWorkerError | StoreUnwritable) -> None:
+        # One failure may be bad luck (a worker killed as it started): the next request tries at once.
+        self._quick_failures += 1
+        self._start_error = error
+        self._start_after = 0.0 if self._quick_failures < 2 else time.monotonic() + backoff_delay(
+            self._quick_failures - 2, WORKER_RESTART_MIN_S, WORKER_RESTART_MAX_S)
 
     def close(self, timeout: float = 10.0) -> None:
         """Let the worker finish what it was asked and exit."""

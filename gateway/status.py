@@ -18,7 +18,7 @@ from gateway.errors import StoreUnwritable, StoreWorkerError
 if TYPE_CHECKING:
     from gateway.app import Gateway
 
-STORE_ANSWER_S = 3.0
+STORE_ANSWER_S = 2.0
 
 
 def status_snapshot(gateway: Gateway, devices: list[dict[str, Any]], backlog: tuple[int, float],

@@ -33,7 +33,7 @@ STORE_UNWRITABLE = "store_unwritable"
 # A task that ran this long before it failed starts its backoff again from the shortest delay.
 STABLE_AFTER_S = 60.0
 TASK_RETRY_MIN_S = 0.5
-TASK_RETRY_MAX_S = 30.0
+TASK_RETRY_MAX_S = 10.0
 
 
 def backoff_delay(attempt: int, low: float, high: float) -> float:

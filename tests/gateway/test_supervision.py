@@ -22,7 +22,7 @@ import pytest
 
 from protocol import messages, topics
 from simulator.stack import CloudServer, GatewayProcess, Mosquitto, classops_command, http_json, wait_for
-from tests.gateway.small_fs import fill, small_filesystem, thin_ext4
+from tests.gateway.small_fs import fill, remount, small_filesystem, thin_ext4
 
 pytestmark = pytest.mark.slow
 
@@ -109,7 +109,7 @@ def gateway_for(tmp_path: Path, broker: Mosquitto, cloud: CloudServer, token: st
 
 def status(gateway: GatewayProcess) -> dict | None:
     try:
-        code, body = http_json("GET", gateway.status_url + "/api/status", timeout=2.0)
+        code, body = http_json("GET", gateway.status_url + "/api/status", timeout=5.0)
     except OSError:
         return None
     return body if code == 200 else None
@@ -297,6 +297,43 @@ def test_a_store_that_cannot_write_raises_the_alarm_acks_nothing_unstored_and_re
             assert len(store_unwritable_orders(cloud, admin)) == 1
             wait_for(lambda: len(cloud_taps(cloud, admin)) >= len(sent), 60, f"{len(sent)} taps in the cloud")
             assert sorted(cloud_taps(cloud, admin)) == sent
+            assert gateway.running and gateway.proc.pid == gateway_pid
+        finally:
+            if devices is not None:
+                devices.close()
+            gateway.stop()
+
+
+def test_a_read_only_data_folder_at_start_is_shown_and_the_gateway_waits_for_it(tmp_path, cloud_and_broker):
+    broker, cloud, gateway_token, admin = cloud_and_broker
+    gateway = gateway_for(tmp_path, broker, cloud, gateway_token)
+    with small_filesystem(gateway.db_path.parent, size="8m") as data:
+        remount(data, "ro")
+        gateway.start()
+        devices: Devices | None = None
+        try:
+            wait_for(lambda: connected(gateway), 30, f"the gateway's broker session\n{gateway.log_tail()}")
+            assert gateway.proc is not None
+            gateway_pid = gateway.proc.pid
+            wait_for(lambda: any(o["alarm_active"] for o in store_unwritable_orders(cloud, admin)), 30,
+                     f"a store_unwritable work order\n{gateway.log_tail()}")
+            body = status(gateway)
+            assert body is not None and not body["store"]["writable"]
+
+            devices = Devices(broker.port)
+            devices.births()
+            taps = [devices.tap(d) for d in DEVICES]
+            wait_for(lambda: metric(gateway, "messages_in") >= 2 * len(DEVICES), 30, "the taps at the gateway")
+            errors = metric(gateway, "store_errors")
+            wait_for(lambda: metric(gateway, "store_errors") > errors, 60, "a failed commit of the taps")
+            assert not devices.acked()
+
+            remount(data, "rw")
+            wait_for(lambda: devices is not None and devices.acked() >= set(taps), 60,
+                     f"the taps acknowledged once the folder can be written\n{gateway.log_tail()}")
+            assert sorted(stored_taps(gateway.db_path)) == sorted(taps)
+            wait_for(lambda: not any(o["alarm_active"] for o in store_unwritable_orders(cloud, admin)), 30,
+                     "the store_unwritable alarm cleared in the cloud")
             assert gateway.running and gateway.proc.pid == gateway_pid
         finally:
             if devices is not None:
