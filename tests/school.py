@@ -12,6 +12,7 @@ import subprocess
 import threading
 import urllib.request
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -31,6 +32,7 @@ from simulator.stack import (
 ADMIN_USER = "school-admin"
 ADMIN_PASSWORD = "school-admin-pass-123"
 START_TIMEOUT_S = 30.0
+RECONNECT_DELAY_S = 0.05
 
 
 class CredentialedSchool:
@@ -57,8 +59,11 @@ class CredentialedSchool:
         """Bring up the cloud, write the broker's files with the CLI, start the broker and the gateway."""
         self.cloud.start()
         self.cloud.add_school(self.school, f"School {self.school}")
-        self.cloud.add_user(ADMIN_USER, ADMIN_PASSWORD, "school_admin", self.school)
-        gateway_token = self.cloud.add_gateway(self.school)["token"]
+        # Two commands of a few seconds each (an interpreter, the cloud's imports), independent of each other.
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            user = pool.submit(self.cloud.add_user, ADMIN_USER, ADMIN_PASSWORD, "school_admin", self.school)
+            gateway_token = pool.submit(self.cloud.add_gateway, self.school).result()["token"]
+            user.result()
         self.token = self.cloud.login(ADMIN_USER, ADMIN_PASSWORD)
         self.gateway = GatewayProcess(self.root / "gateway", school=self.school, school_secret=self.school_secret,
                                       broker_port=free_port(), cloud_url=self.cloud.url,
@@ -186,6 +191,9 @@ class DeviceConnection:
             client.will_set(self._will[0], self._will[1], qos=1, retain=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        # paho's network thread sleeps out the reconnect delay before it sees loop_stop(): a refused client
+        # would take a second to close.
+        client.reconnect_delay_set(RECONNECT_DELAY_S, 1)
         client.connect_async("127.0.0.1", self.port, keepalive=30)
         client.loop_start()
         return client
