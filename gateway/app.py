@@ -320,7 +320,8 @@ class Gateway:
                 if taking is not None and taking.done():
                     batch, prepared = taking.result()
                     taking = None
-                    commit = self.in_store("commit", self._refuse_samples(prepared), chained=bool(sent))
+                    prepared = self._refuse_samples(prepared)
+                    commit = self.in_store("commit", prepared, chained=bool(sent))
                     sent.append((batch, prepared, asyncio.ensure_future(commit), time.monotonic()))
                 if sent and sent[0][2].done():
                     batch, prepared, answer, began = sent.popleft()

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 SYNC_PATH = "/api/v1/gateway/sync"
 PRIORITY_POLL_S = 5.0
-# After the store failed to answer, the lane asks it again after this long (a new worker is on its way).
+# The first wait before a batch whose answer the store could not record is sent again; it grows from here.
 STORE_RETRY_S = 1.0
 
 StoreCall = Callable[..., Awaitable[Any]]
