@@ -52,7 +52,7 @@ HOSTILE_BOOT = "0badf00d"
 # Timestamps well inside the protocol's window for the whole run.
 NOW_TS = int(time.time())
 
-EXAMPLES = 30
+EXAMPLES = 20
 # Half the gateway's default flood rate (20 messages a second), resends included, stays well inside it.
 TAP_EVERY_S = 0.1
 # A smaller flood burst than the default 1,000, so that a drawn burst of 200 messages meets the flood
