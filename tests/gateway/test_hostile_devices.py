@@ -102,6 +102,7 @@ def valid_message(sender: str, kind: str, seq: int) -> dict[str, Any]:
 
 
 def dumps(msg: Any) -> bytes:
+    """Compact JSON, as devices send it, of anything (messages.encode would refuse the broken ones)."""
     return json.dumps(msg, separators=(",", ":")).encode()
 
 
@@ -128,6 +129,7 @@ def giant(msg: dict[str, Any], kind: str, size: int) -> bytes:
 
 
 def not_a_json_object(data: bytes) -> bool:
+    """True unless `data` parses as a JSON object (which could by chance be a valid message)."""
     try:
         return not isinstance(json.loads(data), dict)
     except ValueError:
@@ -160,6 +162,7 @@ class Payload:
 
 @st.composite
 def hostile_payloads(draw: st.DrawFn, sender: str, broker_limit: int, packet_cap: int) -> Payload:
+    """A valid message of `sender` broken in one drawn way, or random bytes, or nothing at all."""
     kind = draw(st.sampled_from(KINDS))
     msg = valid_message(sender, kind, draw(st.integers(0, 10_000)))
     leaf = messages.leaf_of(kind)
@@ -254,6 +257,7 @@ class Impostor:
 
 @st.composite
 def publishes(draw: st.DrawFn, broker_limit: int, packet_cap: int) -> Publish:
+    """A hostile payload on the sender's own topics, another device's, a downlink or another school's."""
     index = draw(st.integers(0, len(HOSTILE) - 1))
     sender = HOSTILE[index]
     others = [GOOD, *(h for h in HOSTILE if h != sender)]
@@ -280,6 +284,7 @@ def publishes(draw: st.DrawFn, broker_limit: int, packet_cap: int) -> Publish:
 
 @st.composite
 def impostors(draw: st.DrawFn) -> Impostor:
+    """A hostile device logging in as the gateway, the good terminal or another hostile device."""
     index = draw(st.integers(0, len(HOSTILE) - 1))
     return Impostor(index, draw(st.sampled_from([GATEWAY_USER, GOOD, *(h for h in HOSTILE if h != HOSTILE[index])])))
 
@@ -388,6 +393,7 @@ class AttendanceTerminal:
             return {(GOOD_BOOT, seq): card for seq, card in self.cards.items()}
 
     def close(self) -> None:
+        """Stop tapping and disconnect cleanly, so that the broker discards the will."""
         self._stop.set()
         self._thread.join(10)
         self.conn.close()
@@ -421,14 +427,17 @@ class Run:
         self.tally = Tally()
 
     def close(self) -> None:
+        """Disconnect every device cleanly."""
         self.good.close()
         for conn in self.hostile:
             conn.close()
 
     def delta(self, name: str, label: str = "") -> float:
+        """How much a gateway counter has grown since the devices connected."""
         return self.school.metrics().get((name, label), 0.0) - self.baseline.get((name, label), 0.0)
 
     def run(self, program: list[Publish | Impostor]) -> None:
+        """Carry out a program while the good terminal taps; return once the gateway has eacked its taps."""
         self.good.tapping.set()
         for action in program:
             if isinstance(action, Impostor):
