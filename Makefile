@@ -2,6 +2,8 @@
 # Both set up what is missing first: system packages, the virtual environment, the Python packages.
 
 PYTHON ?= python3
+# Test processes: most tests wait on brokers, VMs and servers, so two workers use both cores of a small machine.
+JOBS   ?= auto
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.classops-installed
@@ -22,10 +24,10 @@ demo: setup
 	$(BIN)/classops demo
 
 test: setup lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(JOBS)
 
 test-fast: setup
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -n $(JOBS) -m "not slow"
 
 lint: setup
 	$(BIN)/ruff check .
