@@ -1,6 +1,7 @@
 """Tables of the cloud database and the public shapes the API reads and writes."""
 
 from datetime import UTC, date, datetime
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, StringConstraints
@@ -20,11 +21,24 @@ SQLModel.metadata.naming_convention = {
     "pk": "pk_%(table_name)s",
 }
 
-ROLES = ("county_admin", "school_admin", "technician", "contractor_manager", "auditor")
+
+class Role(StrEnum):
+    """What a person is to ClassOps; what each role may do is cloud.policy's. (A gateway is no role: it
+    signs in with its own token as a machine identity.)"""
+
+    COUNTY_ADMIN = "county_admin"
+    SCHOOL_ADMIN = "school_admin"
+    TECHNICIAN = "technician"
+    CONTRACTOR_MANAGER = "contractor_manager"
+    AUDITOR = "auditor"
+
+
+# The role names as plain strings, for the users table's column and for command-line choices.
+ROLES = tuple(role.value for role in Role)
+
 # "anonymous": someone who has not signed in, e.g. a failed sign-in.
 ACTOR_KINDS = ("user", "gateway", "cli", "system", "anonymous")
 PRESENCE_STATES = ("online", "offline", "unknown")
-Role = Literal["county_admin", "school_admin", "technician", "contractor_manager", "auditor"]
 Presence = Literal["online", "offline", "unknown"]
 
 # Row ids that outgrow 32 bits at province scale; SQLite only autoincrements an INTEGER primary key.

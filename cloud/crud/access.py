@@ -10,16 +10,13 @@ from dataclasses import dataclass
 from sqlalchemy.sql import ColumnElement
 from sqlmodel import Session, col, select
 
+from cloud import policy
 from cloud.crud.common import Actor
 from cloud.errors import AccessDenied
 from cloud.models import Device, School, TeamMember, User, WorkOrder
 
 # Orders whose devices a technician or manager still reaches: every one not closed or cancelled.
 REACHABLE_ORDER_STATUSES = ("new", "assigned", "accepted", "in_progress", "pending", "resolved")
-
-COUNTY_ROLES = ("county_admin", "auditor")
-WORK_ORDER_ROLES = ("technician", "contractor_manager")
-READ_ONLY_ROLES = ("auditor",)
 
 
 @dataclass(frozen=True)
@@ -70,15 +67,15 @@ def team_of(session: Session, user: User) -> int | None:
 def work_order_condition(session: Session, user: User) -> ColumnElement[bool] | None:
     """A WHERE condition on WorkOrder for the orders `user` may read; None for no limit."""
     _active(user)
-    if user.role in COUNTY_ROLES:
+    if policy.sees_whole_county(user):
         if user.district_code is None:
             return None
         return col(WorkOrder.school_code).in_(sorted(district_schools(session, user.district_code)))
-    if user.role == "school_admin":
+    if policy.admins_one_school(user):
         return col(WorkOrder.school_code) == (user.school_code or "")
-    if user.role == "technician":
+    if policy.works_own_orders(user):
         return col(WorkOrder.assignee_id) == user.id
-    if user.role == "contractor_manager":
+    if policy.manages_team(user):
         team = team_of(session, user)
         return col(WorkOrder.team_id) == (team if team is not None else -1)
     raise AccessDenied(f"unknown role {user.role}")
@@ -102,13 +99,13 @@ def work_order_devices(session: Session, user: User) -> frozenset[str]:
 def read_scope(session: Session, user: User) -> Scope:
     """The schools and devices `user` may read."""
     _active(user)
-    if user.role in COUNTY_ROLES:
+    if policy.sees_whole_county(user):
         if user.district_code is None:
             return Scope(schools=None)
         return Scope(schools=district_schools(session, user.district_code))
-    if user.role == "school_admin":
+    if policy.admins_one_school(user):
         return Scope(schools=frozenset({user.school_code}) if user.school_code else frozenset())
-    if user.role in WORK_ORDER_ROLES:
+    if policy.works_on_orders(user):
         orders = _reachable_orders(session, user)
         devices = frozenset(device for device, _ in orders if device is not None)
         schools: set[str] = {school for _, school in orders}
@@ -121,12 +118,12 @@ def read_scope(session: Session, user: User) -> Scope:
 def personal_data_school(user: User, school_code: str | None) -> str:
     """The one school whose personal data (raw attendance, roster) `user` may read."""
     _active(user)
-    if user.role != "school_admin" or not user.school_code:
+    if not policy.can_read_roster(user) or not user.school_code:
         raise AccessDenied(
             f"attendance events and rosters are personal data: only the school's own admins may read them; "
             f"the role {user.role} sees per-class aggregates (/attendance/daily)"
         )
-    if school_code is not None and school_code != user.school_code:
+    if not policy.can_read_roster(user, school_code):
         raise AccessDenied(f"no access to the personal data of school {school_code}")
     return user.school_code
 
@@ -138,7 +135,7 @@ def _writing_user(actor: Actor) -> User | None:
     if actor.kind != "user" or actor.user is None:
         raise AccessDenied(f"a {actor.kind} may not change the registry")
     _active(actor.user)
-    if actor.user.role in READ_ONLY_ROLES:
+    if policy.is_read_only(actor.user):
         raise AccessDenied(f"the role {actor.user.role} is read-only")
     return actor.user
 
@@ -148,9 +145,9 @@ def require_school_write(session: Session, actor: Actor, school_code: str) -> No
     user = _writing_user(actor)
     if user is None:
         return
-    if user.role == "school_admin" and user.school_code == school_code:
-        return
-    if user.role == "county_admin" and read_scope(session, user).allows_school(school_code):
+    if not policy.can_write_schools(user):
+        raise AccessDenied(f"the role {user.role} may not change school {school_code}")
+    if read_scope(session, user).allows_school(school_code):
         return
     raise AccessDenied(f"the role {user.role} may not change school {school_code}")
 
@@ -160,7 +157,7 @@ def require_district_write(actor: Actor, district_code: str | None) -> None:
     user = _writing_user(actor)
     if user is None:
         return
-    if user.role == "county_admin" and user.district_code in (None, district_code):
+    if policy.can_write_districts(user) and user.district_code in (None, district_code):
         return
     where = f"district {district_code}" if district_code else "schools outside any district"
     raise AccessDenied(f"the role {user.role} may not change {where}")
@@ -171,7 +168,7 @@ def require_city_write(actor: Actor) -> None:
     user = _writing_user(actor)
     if user is None:
         return
-    if user.role == "county_admin" and user.district_code is None:
+    if policy.can_write_districts(user) and user.district_code is None:
         return
     raise AccessDenied("only a city-wide county admin (one without a district) may change cities and districts")
 
@@ -187,5 +184,5 @@ def require_personal_data_write(actor: Actor, school_code: str) -> None:
 def require_audit_reader(user: User) -> None:
     """Allow reading the audit log: auditors and county admins."""
     _active(user)
-    if user.role not in COUNTY_ROLES:
+    if not policy.can_read_audit_log(user):
         raise AccessDenied(f"the audit log is for auditors and county admins, not the role {user.role}")

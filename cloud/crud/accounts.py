@@ -4,10 +4,11 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session, col, delete, select
 
+from cloud import policy
 from cloud.core import security
 from cloud.core.db import begin_write
 from cloud.crud import audit
-from cloud.crud.access import WORK_ORDER_ROLES, read_scope
+from cloud.crud.access import read_scope
 from cloud.crud.common import Actor
 from cloud.errors import AccessDenied, AlreadyExists, InvalidInput, NotFound
 from cloud.models import ROLES, AuthToken, District, School, User, utcnow
@@ -21,14 +22,14 @@ def get_user_by_username(session: Session, *, username: str) -> User | None:
 def _check_binding(session: Session, *, role: str, school_code: str | None, district_code: str | None) -> None:
     if role not in ROLES:
         raise InvalidInput(f"role must be one of {', '.join(ROLES)}")
-    if role == "school_admin":
+    if role in policy.SCHOOL_STAFF:
         if school_code is None:
             raise InvalidInput("a school_admin needs a school")
         if district_code is not None:
             raise InvalidInput("a school_admin is bound to a school, not a district")
     elif school_code is not None:
         raise InvalidInput(f"a {role} is not bound to a school; only a school_admin is")
-    if role in WORK_ORDER_ROLES and district_code is not None:
+    if role in policy.CONTRACTOR_STAFF and district_code is not None:
         raise InvalidInput(f"a {role} reaches devices through work orders, not a district")
     if school_code is not None and session.get(School, school_code) is None:
         raise NotFound(f"school {school_code} does not exist")
@@ -43,10 +44,10 @@ def _require_user_admin(
     if actor.kind == "cli":
         return
     user = actor.user
-    if actor.kind != "user" or user is None or user.role != "county_admin" or not user.is_active:
+    if actor.kind != "user" or user is None or not policy.can_manage_users(user) or not user.is_active:
         raise AccessDenied("only county admins manage accounts")
     # Contractors' people are bound to no district; any county admin may register them.
-    if user.district_code is None or role in WORK_ORDER_ROLES:
+    if user.district_code is None or role in policy.CONTRACTOR_STAFF:
         return
     if school_code is not None and read_scope(session, user).allows_school(school_code):
         return

@@ -9,9 +9,10 @@ from sqlalchemy import distinct, func
 from sqlalchemy.sql import ColumnElement
 from sqlmodel import Session, col, select
 
+from cloud import policy
 from cloud.core.db import begin_write
 from cloud.crud import audit
-from cloud.crud.access import WORK_ORDER_ROLES, personal_data_school, read_scope, require_personal_data_write
+from cloud.crud.access import personal_data_school, read_scope, require_personal_data_write
 from cloud.crud.common import Actor, apply_changes, as_utc, delete_row
 from cloud.errors import AccessDenied, AlreadyExists, InvalidInput, NotFound
 from cloud.models import (
@@ -64,8 +65,7 @@ def list_attendance_events(
 
 def daily_attendance(session: Session, *, user: User, school_code: str, day: date | None = None) -> DailyAttendance:
     """Per-classroom counts of one school day, in the school's time zone: no personal data."""
-    if user.role in WORK_ORDER_ROLES:
-        # Contractors reach a school to repair its devices, not to follow its attendance.
+    if not policy.can_read_attendance(user):
         raise AccessDenied(f"the role {user.role} does not see attendance")
     scope = read_scope(session, user).narrowed(school_code)
     school = session.get(School, school_code)

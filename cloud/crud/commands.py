@@ -14,6 +14,7 @@ from sqlalchemy import func
 from sqlalchemy.sql import ColumnElement
 from sqlmodel import Session, col, select, update
 
+from cloud import policy
 from cloud.core.db import begin_write
 from cloud.crud import audit
 from cloud.crud.access import Scope, district_schools, read_scope, require_school_write, work_order_devices
@@ -58,7 +59,7 @@ def _sender(session: Session, actor: Actor) -> tuple[User | None, Scope | None]:
     user = actor.user
     if user is None or not user.is_active:
         raise AccessDenied("only signed-in staff send commands")
-    if user.role not in ("county_admin", "school_admin", "technician"):
+    if not policy.can_send_commands(user):
         raise AccessDenied(f"the role {user.role} may not send commands")
     return user, read_scope(session, user)
 
@@ -72,16 +73,20 @@ def _target_devices(
         raise InvalidInput("target names exactly one of device, classroom, school, district or county")
     level = named[0]
     value = target[level]
-    if user is not None and user.role == "technician" and level != "device":
-        raise AccessDenied("a technician commands single devices of their work orders only")
-    if user is not None and user.role == "school_admin" and level in ("district", "county"):
-        raise AccessDenied("a school admin commands the devices of their own school only")
+    if user is not None and not policy.can_command_level(user, level):
+        if policy.works_own_orders(user):
+            raise AccessDenied("a technician commands single devices of their work orders only")
+        raise AccessDenied(f"the role {user.role} may not command a whole {level}")
     statement = select(Device.id, Device.school_code)
     if level == "device":
         device = session.get(Device, value)
         if device is None or (scope is not None and not scope.allows_device(device)):
             raise NotFound(f"device {value} not found")
-        if user is not None and user.role == "technician" and device.id not in work_order_devices(session, user):
+        if (
+            user is not None
+            and not policy.can_command_reach(user)
+            and device.id not in work_order_devices(session, user)
+        ):
             raise AccessDenied(f"device {value} is not on one of your open work orders")
         statement = statement.where(Device.id == value)
     elif level == "classroom":
@@ -103,7 +108,7 @@ def _target_devices(
     if role is not None:
         statement = statement.where(Device.role == role)
     rows = [(device_id, school) for device_id, school in session.exec(statement.order_by(col(Device.id))).all()]
-    if user is not None and user.role != "technician":
+    if user is not None and policy.can_command_reach(user):
         for school in sorted({school for _, school in rows}):
             require_school_write(session, actor, school)
     return rows, {level: value, **({"role": role} if role else {})}

@@ -17,6 +17,7 @@ from cloud.errors import AccessDenied, NotFound
 from cloud.models import (
     ACTIVE_STATUSES,
     Notification,
+    Role,
     School,
     TeamMember,
     User,
@@ -55,7 +56,7 @@ def _recipients(session: Session, order: WorkOrder) -> list[int]:
             for user_id in session.exec(
                 select(User.id)
                 .join(TeamMember, col(TeamMember.user_id) == col(User.id))
-                .where(TeamMember.team_id == order.team_id, User.role == "contractor_manager")
+                .where(TeamMember.team_id == order.team_id, User.role == Role.CONTRACTOR_MANAGER)
             ).all()
             if user_id is not None
         )
@@ -66,7 +67,7 @@ def _recipients(session: Session, order: WorkOrder) -> list[int]:
             user_id
             for user_id in session.exec(
                 select(User.id).where(
-                    User.role == "county_admin",
+                    User.role == Role.COUNTY_ADMIN,
                     or_(col(User.district_code).is_(None), col(User.district_code) == district),
                 )
             ).all()

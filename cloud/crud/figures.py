@@ -15,8 +15,9 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.sql import ColumnElement
 from sqlmodel import Session, col, select
 
+from cloud import policy
 from cloud.bounds import whole_number
-from cloud.crud.access import COUNTY_ROLES, district_schools, read_scope, team_of
+from cloud.crud.access import district_schools, read_scope, team_of
 from cloud.crud.history import ROLLUP_MARK
 from cloud.crud.summaries import SummaryState, local_day_bounds, one_of, summary_state, usage_per_day
 from cloud.crud.teams import school_calendars
@@ -180,16 +181,15 @@ def _reach(session: Session, user: User, scope: str, scope_id: str | None) -> Re
         team = session.get(ContractorTeam, team_id)
         if team is None:
             raise NotFound(f"team {scope_id} not found")
-        if user.role == "contractor_manager":
-            if team_of(session, user) != team.id:
-                raise AccessDenied("a contractor manager sees the figures of their own team")
-        elif user.role not in COUNTY_ROLES:
+        if not policy.can_read_contractor_figures(user):
             raise AccessDenied(f"the role {user.role} does not see contractor figures")
+        if policy.manages_team(user) and team_of(session, user) != team.id:
+            raise AccessDenied("a contractor manager sees the figures of their own team")
         coverage = session.exec(select(TeamCoverage).where(TeamCoverage.team_id == team.id)).all()
         roles: dict[str | None, set[str]] = {}
         for row in coverage:
             roles.setdefault(row.district_code, set()).add(row.device_role)
-        if user.role in COUNTY_ROLES and user.district_code is not None:
+        if policy.sees_whole_county(user) and user.district_code is not None:
             roles = {d: r for d, r in roles.items() if d == user.district_code}
         schools = _schools(
             session,
@@ -198,7 +198,7 @@ def _reach(session: Session, user: User, scope: str, scope_id: str | None) -> Re
             .order_by(School.code),
         )
         return Reach(schools, team.id, {d: frozenset(r) for d, r in roles.items()})
-    if user.role not in (*COUNTY_ROLES, "school_admin"):
+    if not policy.can_read_site_figures(user):
         raise AccessDenied(f"the role {user.role} sees contractor figures only (scope=contractor)")
     allowed = read_scope(session, user)
     if scope == "school":
@@ -210,7 +210,7 @@ def _reach(session: Session, user: User, scope: str, scope_id: str | None) -> Re
         return Reach([_School(school.code, school.name, school.timezone, school.district_code)])
     if scope != "county":
         raise InvalidInput("scope must be county, school or contractor")
-    if user.role == "school_admin":
+    if not policy.can_read_county_figures(user):
         raise AccessDenied("a school admin sees the figures of their school (scope=school)")
     statement = sql_select(*_SCHOOL_COLUMNS).order_by(School.code)
     if scope_id is not None:

@@ -5,9 +5,10 @@ from datetime import date, time
 
 from sqlmodel import Session, col, delete, select
 
+from cloud import policy
 from cloud.core.db import begin_write
 from cloud.crud import audit
-from cloud.crud.access import COUNTY_ROLES, READ_ONLY_ROLES, WORK_ORDER_ROLES, team_of
+from cloud.crud.access import team_of
 from cloud.crud.common import Actor
 from cloud.errors import AccessDenied, AlreadyExists, InvalidInput, NotFound
 from cloud.models import (
@@ -27,7 +28,6 @@ from cloud.models import (
 from cloud.servicetime import Calendar
 
 DEFAULT_CALENDAR_SCOPE = "*"
-MEMBER_ROLES = ("technician", "contractor_manager")
 
 
 # ---- teams ---------------------------------------------------------------------------------------
@@ -64,7 +64,7 @@ def _require_team_writer(session: Session, actor: Actor, team_id: int | None, di
     user = actor.user
     if actor.kind != "user" or user is None or not user.is_active:
         raise AccessDenied("only county admins manage contractor teams")
-    if user.role != "county_admin":
+    if not policy.can_manage_teams(user):
         raise AccessDenied(f"the role {user.role} may not manage contractor teams; county admins do")
     if user.district_code is None:
         return
@@ -163,7 +163,7 @@ def add_team_member(session: Session, *, actor: Actor, team_id: int, username: s
     user = session.exec(select(User).where(User.username == username)).first()
     if user is None:
         raise NotFound(f"user {username} not found")
-    if user.role not in MEMBER_ROLES:
+    if not policy.can_join_team(user):
         raise InvalidInput(f"only technicians and contractor managers join teams; {username} is a {user.role}")
     current = session.get(TeamMember, user.id)
     if current is not None:
@@ -200,10 +200,10 @@ def list_teams(session: Session, *, user: User) -> list[TeamPublic]:
     if not user.is_active:
         raise AccessDenied("the account is disabled")
     statement = select(ContractorTeam).order_by(col(ContractorTeam.name))
-    if user.role in WORK_ORDER_ROLES:
-        statement = statement.where(ContractorTeam.id == (team_of(session, user) or -1))
-    elif user.role not in COUNTY_ROLES:
+    if not policy.can_see_teams(user):
         raise AccessDenied(f"the role {user.role} does not see contractor teams")
+    if policy.works_on_orders(user):
+        statement = statement.where(ContractorTeam.id == (team_of(session, user) or -1))
     return [team_view(session, team) for team in session.exec(statement)]
 
 
@@ -294,7 +294,7 @@ def set_calendar(
     key = _scope_key(scope)
     if actor.kind != "cli":
         user = actor.user
-        if user is None or not user.is_active or user.role in READ_ONLY_ROLES or user.role != "county_admin":
+        if user is None or not user.is_active or not policy.can_set_calendars(user):
             raise AccessDenied("only county admins set service calendars")
         if user.district_code is not None and user.district_code != key:
             raise AccessDenied(f"a county admin of {user.district_code} may set only that district's calendar")

@@ -11,10 +11,10 @@ from sqlalchemy import and_, func, or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from cloud import media
+from cloud import media, policy
 from cloud.core.db import begin_write
 from cloud.crud import audit
-from cloud.crud.access import READ_ONLY_ROLES, read_scope, team_of, work_order_condition
+from cloud.crud.access import read_scope, team_of, work_order_condition
 from cloud.crud.common import Actor
 from cloud.crud.teams import school_calendar
 from cloud.errors import AccessDenied, AlreadyExists, InvalidInput, NotFound
@@ -94,14 +94,6 @@ TRANSITIONS: dict[str, tuple[tuple[str, ...], str]] = {
     "close": (("resolved",), "closed"),
     "reopen": (("resolved",), "assigned"),
     "cancel": (ACTIVE_STATUSES, "cancelled"),
-}
-# What each role may do to an order it can see (county admins: everything in their district).
-ROLE_ACTIONS: dict[str, frozenset[str]] = {
-    "technician": frozenset({"accept", "start", "pending", "resume", "resolve"}),
-    "contractor_manager": frozenset({"assign"}),
-    "school_admin": frozenset({"close", "reopen", "cancel"}),
-    "county_admin": frozenset(TRANSITIONS),
-    "auditor": frozenset(),
 }
 
 
@@ -225,7 +217,11 @@ class _Reads:
             rows = [] if not covering else self.session.exec(
                 select(User.id, TeamMember.team_id, User.username)
                 .join(TeamMember, col(TeamMember.user_id) == col(User.id))
-                .where(col(TeamMember.team_id).in_(covering), User.role == "technician", col(User.is_active).is_(True))
+                .where(
+                    col(TeamMember.team_id).in_(covering),
+                    col(User.role).in_(sorted(policy.TAKE_ORDERS)),
+                    col(User.is_active).is_(True),
+                )
             ).all()
             found = [(user_id, team_id, username) for user_id, team_id, username in rows if user_id is not None]
             self._technicians[district_code] = found
@@ -521,7 +517,7 @@ def _writable_order(session: Session, actor: Actor, order_id: int) -> WorkOrder:
             raise NotFound(f"work order {order_id} not found")
         return order
     order = visible_order(session, user, order_id)
-    if user.role in READ_ONLY_ROLES:
+    if policy.is_read_only(user):
         raise AccessDenied(f"the role {user.role} is read-only")
     return order
 
@@ -530,12 +526,12 @@ def _technician(session: Session, actor: Actor, order: WorkOrder, username: str 
     if not username:
         raise InvalidInput("assign needs assignee, the technician's username")
     tech = session.exec(select(User).where(User.username == username)).first()
-    if tech is None or tech.role != "technician":
+    if tech is None or not policy.works_own_orders(tech):
         raise InvalidInput(f"{username} is not a technician")
     if not tech.is_active:
         raise InvalidInput(f"{username}'s account is disabled")
     user = actor.user
-    if user is not None and user.role == "contractor_manager":
+    if user is not None and policy.manages_team(user):
         team = team_of(session, user)
         if team is None or team_of(session, tech) != team:
             raise AccessDenied(f"{username} is not in your team; a contractor manager assigns within the team")
@@ -546,11 +542,11 @@ def _check_role(session: Session, actor: Actor, order: WorkOrder, action: str) -
     user = actor.user
     if user is None:
         return
-    if action not in ROLE_ACTIONS.get(user.role, frozenset()):
+    if action not in policy.order_actions(user):
         raise AccessDenied(f"the role {user.role} may not {action} a work order")
-    if user.role == "technician" and order.assignee_id != user.id:
+    if policy.works_own_orders(user) and order.assignee_id != user.id:
         raise AccessDenied(f"work order {order.id} is not assigned to you")
-    if user.role == "school_admin":
+    if policy.admins_one_school(user):
         if order.school_code != user.school_code:
             raise AccessDenied(f"work order {order.id} is not of your school")
         if action == "cancel" and order.reporter_id != user.id:
@@ -694,7 +690,7 @@ def update_levels(
     begin_write(session)
     now = now or utcnow()
     order = _writable_order(session, actor, order_id)
-    if actor.user is not None and actor.user.role not in ("county_admin", "contractor_manager"):
+    if actor.user is not None and not policy.can_manage_work_orders(actor.user):
         raise AccessDenied(f"the role {actor.user.role} may not change an order's priority")
     if order.status not in ACTIVE_STATUSES:
         raise InvalidInput(f"work order {order.id} is {order.status}; only open orders are re-prioritised")
@@ -794,7 +790,7 @@ def report_fault(
     device = session.get(Device, device_id)
     if device is None or (user is not None and not read_scope(session, user).allows_device(device)):
         raise NotFound(f"device {device_id} not found")
-    if user is not None and user.role not in ("school_admin", "county_admin"):
+    if user is not None and not policy.can_report_faults(user):
         raise AccessDenied(f"the role {user.role} may not report faults; school staff and county admins do")
     existing = session.exec(select(WorkOrder.id).where(WorkOrder.open_key == f"d:{device_id}:{fault_code}")).first()
     if existing is not None:
@@ -851,7 +847,7 @@ def add_entry(
     now = now or utcnow()
     order = _writable_order(session, actor, order_id)
     user = actor.user
-    if kind in ("part", "time") and user is not None and user.role == "school_admin":
+    if kind in ("part", "time") and user is not None and not policy.can_log_work(user):
         raise AccessDenied("parts and time are logged by technicians, their managers and county admins")
     _journal(
         session,

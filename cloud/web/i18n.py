@@ -101,7 +101,6 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "part": ("备件", "Part"),
     "quantity": ("数量", "Qty"),
     "photo": ("照片", "Photo"),
-    "technician": ("技术员", "Technician"),
     "done": ("已完成", "Done"),
     "saved": ("已保存", "Saved"),
     "working": ("处理中…", "Working…"),

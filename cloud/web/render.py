@@ -14,6 +14,7 @@ from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from cloud import policy
 from cloud.errors import AccessDenied, AlreadyExists, CloudError, InUse, InvalidInput, NotFound
 from cloud.models import User
 from cloud.web import charts, i18n
@@ -59,6 +60,7 @@ environment = Environment(
     lstrip_blocks=True,
 )
 environment.filters["merge_query"] = merge_query
+environment.globals.update(policy.TEMPLATE_GLOBALS)
 
 
 def static_url(name: str) -> str:

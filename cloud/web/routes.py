@@ -13,7 +13,7 @@ from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from pydantic import ValidationError
 from sqlmodel import Session
 
-from cloud import crud, media
+from cloud import crud, media, policy
 from cloud.api.deps import RowId, SessionDep, client_ip
 from cloud.api.params import From, To
 from cloud.api.routes import figures as figures_api
@@ -25,7 +25,7 @@ from cloud.crud import Actor, workorders
 from cloud.crud import commands as commands_crud
 from cloud.crud import figures as figures_crud
 from cloud.errors import AccessDenied, InvalidInput, NotFound
-from cloud.models import ACTIVE_STATUSES, MAX_ROW_ID, WORK_ORDER_STATUSES, RosterEntryIn, School, User, utcnow
+from cloud.models import ACTIVE_STATUSES, MAX_ROW_ID, WORK_ORDER_STATUSES, Role, RosterEntryIn, School, User, utcnow
 from cloud.web import charts, i18n, views
 from cloud.web.render import STATIC, STATIC_TYPES, WebRoute, render
 from cloud.web.session import (
@@ -52,13 +52,12 @@ API_PREFIX = "/api/v1"
 
 Page = Annotated[int, Query(ge=1, le=100_000)]
 Level = Literal["high", "medium", "low"]
-HOME_OF_ROLE = {
-    "technician": "/orders",
-    "contractor_manager": "/orders",
-    "county_admin": "/county",
-    "auditor": "/county",
+HOME_OF_ROLE: dict[str, str] = {
+    Role.TECHNICIAN: "/orders",
+    Role.CONTRACTOR_MANAGER: "/orders",
+    Role.COUNTY_ADMIN: "/county",
+    Role.AUDITOR: "/county",
 }
-COUNTY_ROLES = ("county_admin", "auditor")
 # Commands offered on the console; the API takes every command the firmware knows.
 CONSOLE_COMMANDS = ("power_off", "power_on", "reboot")
 
@@ -68,7 +67,7 @@ def _settings(request: Request) -> Settings:
 
 
 def _home(user: User) -> str:
-    if user.role == "school_admin" and user.school_code:
+    if policy.admins_one_school(user) and user.school_code:
         return f"/schools/{user.school_code}"
     return HOME_OF_ROLE.get(user.role, "/orders")
 
@@ -81,7 +80,7 @@ def done(request: Request, location: str, message: str = "") -> Response:
 
 
 def _require_county(user: User) -> None:
-    if user.role not in COUNTY_ROLES:
+    if not policy.sees_whole_county(user):
         raise AccessDenied(f"the county dashboard is for county staff, not the role {user.role}")
 
 
@@ -201,7 +200,8 @@ def orders_page(
     schools = views.school_zones(session, [o.school_code for o in orders])
     lang = language(request)
     rows = [(order, schools.get(order.school_code), views.due_text(order, lang)) for order in orders]
-    choices = crud.list_schools(session, user=user) if user.role in (*COUNTY_ROLES, "contractor_manager") else []
+    many_schools = policy.sees_whole_county(user) or policy.manages_team(user)
+    choices = crud.list_schools(session, user=user) if many_schools else []
     return render(
         request,
         "orders.html",
@@ -417,7 +417,7 @@ def school_page(
         open_total=open_total,
         open_by_device=open_by_device,
         alarms=alarms,
-        can_command=user.role in ("county_admin", "school_admin"),
+        can_command=policy.can_command_reach(user),
         commands=CONSOLE_COMMANDS,
     )
 
@@ -456,7 +456,7 @@ def device_page(request: Request, device_id: str, user: WebUser, session: Sessio
         alarms=alarms,
         chart=chart,
         report=bool(report),
-        can_report=user.role in ("school_admin", "county_admin"),
+        can_report=policy.can_report_faults(user),
     )
 
 
@@ -526,7 +526,7 @@ def alarms_page(
         session, user=user, school_code=school or None, state=state or None, limit=views.PAGE_SIZE, offset=paging.offset
     )
     schools = views.school_zones(session, [a.school_code for a in alarms])
-    choices = crud.list_schools(session, user=user) if user.role in COUNTY_ROLES else []
+    choices = crud.list_schools(session, user=user) if policy.sees_whole_county(user) else []
     return render(
         request,
         "alarms.html",
@@ -551,7 +551,7 @@ def _classroom_id(text: str) -> int | None:
 
 
 def _own_or_chosen_school(session: Session, user: User, school: str) -> School | None:
-    if user.role == "school_admin":
+    if policy.admins_one_school(user):
         return crud.read_school(session, user=user, code=user.school_code or "")
     if school:
         return crud.read_school(session, user=user, code=school)
@@ -571,7 +571,7 @@ def attendance_page(
     report = None
     if chosen is not None:
         report = crud.daily_attendance(session, user=user, school_code=chosen.code, day=day)
-    choices = crud.list_schools(session, user=user) if user.role in COUNTY_ROLES else []
+    choices = crud.list_schools(session, user=user) if policy.sees_whole_county(user) else []
     return render(request, "attendance.html", user, school=chosen, report=report, choices=choices)
 
 
@@ -731,7 +731,7 @@ def county_export(
 @router.get("/commands")
 def commands_page(request: Request, user: WebUser, session: SessionDep, school: str = "") -> Response:
     """Send a command to a school's or a classroom's devices, and follow the recent ones."""
-    if user.role not in ("county_admin", "school_admin"):
+    if not policy.can_command_reach(user):
         raise AccessDenied(f"the role {user.role} sends commands to single devices of its orders only")
     schools = crud.list_schools(session, user=user)
     chosen = school or (user.school_code or "")

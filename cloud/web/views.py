@@ -9,13 +9,13 @@ from datetime import date, datetime, timedelta
 
 from sqlmodel import Session, col, select
 
-from cloud import crud
+from cloud import crud, policy
 from cloud.bounds import whole_number
 from cloud.crud import commands as commands_crud
 from cloud.crud import figures as figures_crud
 from cloud.crud import teams as teams_crud
 from cloud.crud.access import work_order_condition
-from cloud.crud.workorders import ROLE_ACTIONS, TRANSITIONS, list_orders
+from cloud.crud.workorders import TRANSITIONS, list_orders
 from cloud.errors import InvalidInput, NotFound
 from cloud.models import (
     ACTIVE_STATUSES,
@@ -136,24 +136,24 @@ def due_text(order: WorkOrderPublic, lang: str, now: datetime | None = None) -> 
 
 def order_actions(user: User, order: WorkOrderPublic) -> list[str]:
     """The actions the user's role may take on the order in its status, in the order people do them."""
-    allowed = ROLE_ACTIONS.get(user.role, frozenset())
-    if user.role == "technician" and order.assignee != user.username:
+    allowed = policy.order_actions(user)
+    if policy.works_own_orders(user) and order.assignee != user.username:
         return []
-    if user.role == "school_admin" and order.school_code != user.school_code:
+    if policy.admins_one_school(user) and order.school_code != user.school_code:
         return []
     actions = [a for a in ACTION_ORDER if a in allowed and order.status in TRANSITIONS[a][0]]
-    if "cancel" in actions and user.role == "school_admin" and order.reporter_id != user.id:
+    if "cancel" in actions and policy.admins_one_school(user) and order.reporter_id != user.id:
         actions.remove("cancel")
     return actions
 
 
 def assignable_technicians(session: Session, user: User) -> list[str]:
     """Technicians the user may assign orders to: a manager's team, or every team for county admins."""
-    if user.role not in ("contractor_manager", "county_admin"):
+    if not policy.can_manage_work_orders(user):
         return []
     names = set()
     for team in teams_crud.list_teams(session, user=user):
-        names.update(m.username for m in team.members if m.role == "technician" and m.is_active)
+        names.update(m.username for m in team.members if m.role in policy.TAKE_ORDERS and m.is_active)
     return sorted(names)
 
 
@@ -282,7 +282,7 @@ class Scorecard:
 
 def scorecards(session: Session, user: User, date_from: date, date_to: date) -> list[Scorecard]:
     """A scorecard per contractor team the user sees."""
-    if user.role not in ("county_admin", "auditor", "contractor_manager"):
+    if not policy.can_read_contractor_figures(user):
         return []
     now = utcnow()
     cards = []
