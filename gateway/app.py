@@ -5,14 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import functools
 import logging
 import signal
 import socket
 import threading
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import orjson
@@ -22,10 +20,12 @@ from gateway.config import GatewaySettings
 from gateway.downlink import DownlinkRelay
 from gateway.errors import StoreUnwritable, StoreWorkerError
 from gateway.flood import DEVICE_FLOOD, FloodGuard
-from gateway.ingest import IngestResult, Prepared, StoreWorker, prepare, tune_gc
+from gateway.ingest import IngestResult, Prepared, prepare, tune_gc
 from gateway.metrics import Metrics
 from gateway.serial_display import SerialDisplay
+from gateway.status import GatewayStatus
 from gateway.store import PRUNE_CHUNK
+from gateway.store_client import StoreClient
 from gateway.supervise import StoreHealth, backoff_delay, supervised
 from gateway.sync import CloudSync
 from protocol import messages, topics
@@ -48,6 +48,8 @@ FLOOD_REASON = "flood"
 FLOOD_CHECK_S = 1.0
 # The device gauges read every device's row from the store worker; the backlog gauges are one cheap query.
 DEVICE_GAUGES_EVERY_S = 10.0
+# How long the status page waits for the store's answer before it shows the page without it.
+STORE_ANSWER_S = 2.0
 
 
 
@@ -119,8 +121,8 @@ class Gateway:
     def __init__(self, settings: GatewaySettings) -> None:
         self.settings = settings
         self.metrics = Metrics()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
-        self.store = StoreWorker(settings)
+        self.store_health = StoreHealth(self.metrics, on_change=self._wake_sync)
+        self.store = StoreClient(settings, self.store_health)
         self._inbox = Inbox(INBOX_HIGH_WATER)
         self._prepared: asyncio.Queue[tuple[list[Incoming], Prepared]] = asyncio.Queue(maxsize=1)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -132,7 +134,6 @@ class Gateway:
         self.displays = {
             d.device_id: SerialDisplay(d, settings.school, self._ingest_local, self.metrics) for d in settings.displays
         }
-        self.store_health = StoreHealth(self.metrics, on_change=self._wake_sync)
         self._commit_retrying = False
         self._stopping = asyncio.Event()
         self._status: Any = None
@@ -152,7 +153,7 @@ class Gateway:
 
     async def _flood_alarms(self) -> None:
         # Raised devices are taken from the store, so that an alarm raised before a restart is cleared.
-        raised = await self.in_store("active_alarms", None, DEVICE_FLOOD)
+        raised = await self.store.active_alarms(None, DEVICE_FLOOD)
         self._flood.flooding([name.split("/", 1)[0] for name in raised], time.monotonic())
         while True:
             await asyncio.sleep(FLOOD_CHECK_S)
@@ -166,25 +167,9 @@ class Gateway:
                 else:
                     log.info("device %s calm again; %d messages dropped in all", change.device, change.dropped)
                     detail = f"calm again; {change.dropped} messages dropped in all"
-                if await self.in_store("set_alarm", change.device, DEVICE_FLOOD, change.flooding, detail):
+                if await self.store.set_alarm(change.device, DEVICE_FLOOD, change.flooding, detail):
                     self.metrics.inc("alarms_changed")
                     self._wake_sync()
-
-    async def in_store(self, method: str, *args: Any, chained: bool = False) -> Any:
-        """Run a Store method in the store worker, off the event loop (see StoreWorker.submit)."""
-        loop = asyncio.get_running_loop()
-        try:
-            # Sent from the executor's one thread, in the order asked: sending blocks while the worker is busy.
-            answer = await loop.run_in_executor(
-                self._executor, functools.partial(self.store.submit, method, *args, chained=chained))
-            result = await asyncio.wrap_future(answer)
-        except StoreUnwritable as exc:
-            self.store_health.failed(str(exc))
-            raise
-        # Only a write that wrote something proves the store writes again: a batch of copies writes nothing.
-        if not self.store_health.writable and (method == "probe_write" or (method == "commit" and result.new)):
-            self.store_health.recovered()
-        return result
 
     def _refuse_samples(self, prepared: Prepared) -> Prepared:
         """The batch without its samples, while the store cannot write: events go in first when it can."""
@@ -215,7 +200,7 @@ class Gateway:
                         # Stripped once: samples refused are counted once, however often the batch goes in.
                         prepared = self._refuse_samples(prepared)
                     result: IngestResult = await (
-                        answer if answer is not None else self.in_store("commit", prepared))
+                        answer if answer is not None else self.store.commit(prepared))
                     if answer is None:
                         self.metrics.observe("store_commit_seconds", time.monotonic() - began)
                     self.metrics.observe("write_batch_messages", len(batch))
@@ -230,7 +215,7 @@ class Gateway:
                               attempt, delay, exc)
                     await asyncio.sleep(delay)
                     with contextlib.suppress(StoreWorkerError, StoreUnwritable):
-                        await self.in_store("resume")
+                        await self.store.resume()
         finally:
             self._commit_retrying = False
 
@@ -321,7 +306,7 @@ class Gateway:
                     batch, prepared = taking.result()
                     taking = None
                     prepared = self._refuse_samples(prepared)
-                    commit = self.in_store("commit", prepared, chained=bool(sent))
+                    commit = self.store.commit(prepared, chained=bool(sent))
                     sent.append((batch, prepared, asyncio.ensure_future(commit), time.monotonic()))
                 if sent and sent[0][2].done():
                     batch, prepared, answer, began = sent.popleft()
@@ -347,7 +332,7 @@ class Gateway:
     async def _presence(self) -> None:
         while True:
             await asyncio.sleep(self.settings.presence_check_s)
-            gone = await self.in_store("mark_missing", self.settings.missed_health_periods)
+            gone = await self.store.mark_missing(self.settings.missed_health_periods)
             for device in gone:
                 log.warning("device %s missed %d health periods: offline",
                             device, self.settings.missed_health_periods)
@@ -357,14 +342,14 @@ class Gateway:
     async def _rules(self) -> None:
         while True:
             await asyncio.sleep(self.settings.rules.evaluate_every_s)
-            changed = await self.in_store("evaluate_rules")
+            changed = await self.store.evaluate_rules()
             if changed:
                 self.metrics.inc("alarms_changed", changed)
                 self._wake_sync()
 
     async def _retention(self) -> None:
         while True:
-            deleted = await self.in_store("prune")
+            deleted = await self.store.prune()
             if deleted:
                 self.metrics.inc("records_pruned", deleted)
             # A full chunk means more may be waiting; otherwise there is no hurry.
@@ -377,12 +362,12 @@ class Gateway:
             await asyncio.sleep(STORE_PROBE_S)
             if not self.store_health.writable and not self._commit_retrying:
                 with contextlib.suppress(StoreUnwritable, StoreWorkerError):
-                    await self.in_store("probe_write")
+                    await self.store.probe_write()
 
     async def _gauges(self) -> None:
         devices_at = 0.0
         while True:
-            count, age = await self.in_store("backlog")
+            count, age = await self.store.backlog()
             # After the request: a worker that died since the last one has just been replaced.
             self.metrics.set("store_worker_restarts", self.store.restarts)
             self.metrics.set("backlog_records", count)
@@ -393,10 +378,38 @@ class Gateway:
             self.metrics.set("broker_read_bytes", read_bytes)
             if time.monotonic() >= devices_at:
                 devices_at = time.monotonic() + DEVICE_GAUGES_EVERY_S
-                devices = await self.in_store("devices")
+                devices = await self.store.devices()
                 self.metrics.set("devices_known", len(devices))
                 self.metrics.set("devices_online", sum(1 for d in devices if d["presence"] == "online"))
             await asyncio.sleep(1.0)
+
+    async def status(self) -> GatewayStatus:
+        """The gateway's state now, for the status page and `classops gateway status`."""
+        # The page must answer while the store does not: that is when the admin needs it most.
+        devices: list[dict[str, Any]] = []
+        count, age, store_error = 0, 0.0, ""
+        try:
+            async with asyncio.timeout(STORE_ANSWER_S):
+                devices = await self.store.devices()
+                count, age = await self.store.backlog()
+        except (StoreUnwritable, StoreWorkerError) as exc:
+            devices, store_error = [], str(exc)
+        except TimeoutError:
+            # A store worker being replaced (after a backoff) would hold the page for seconds.
+            devices, store_error = [], f"the store did not answer within {STORE_ANSWER_S:.0f} s"
+        sync = self.sync
+        return GatewayStatus(
+            school=self.settings.school,
+            store={**self.store_health.snapshot(), "error": store_error},
+            gateway_id=sync.gateway_id if sync else None,
+            broker_connected=self.broker.connected.is_set(),
+            cloud_last_ok_s_ago=(
+                round(time.monotonic() - sync.last_ok, 1) if sync and sync.last_ok is not None else None),
+            backlog_records=count,
+            backlog_age_s=round(age, 1),
+            devices=devices,
+            metrics=self.metrics.snapshot(),
+        )
 
     async def _status_server(self) -> None:
         import uvicorn
@@ -420,7 +433,8 @@ class Gateway:
             self.metrics.inc("status_server_failures")
             return
         self.status_port = sock.getsockname()[1]
-        config = uvicorn.Config(create_status_app(self), log_config=None, access_log=False, lifespan="off")
+        app = create_status_app(self.settings.school, self.status, self.metrics.render_prometheus)
+        config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off")
         self._status = StatusServer(config)
         log.info("status page on http://%s:%s/", host, self.status_port)
         await self._status.serve(sockets=[sock])
@@ -439,17 +453,17 @@ class Gateway:
             except (NotImplementedError, RuntimeError):
                 pass
         try:
-            await asyncio.get_running_loop().run_in_executor(self._executor, self.store.start)
+            await self.store.start()
         except StoreUnwritable as exc:
             # The gateway runs on without a store: it says so, acknowledges nothing, and the next request
             # opens the store once it can.
             self.store_health.failed(str(exc))
         except StoreWorkerError as exc:
             log.error("the store could not be opened; trying again with each request: %s", exc)
-        self.sync = CloudSync(self.settings, self.in_store, self.metrics, lane="bulk")
-        self.priority_sync = CloudSync(self.settings, self.in_store, self.metrics, lane="priority",
+        self.sync = CloudSync(self.settings, self.store, self.metrics, lane="bulk")
+        self.priority_sync = CloudSync(self.settings, self.store, self.metrics, lane="priority",
                                        held=self.store_health)
-        self.downlink = DownlinkRelay(self.settings, self.in_store, self.broker, self.metrics, displays=self.displays)
+        self.downlink = DownlinkRelay(self.settings, self.store, self.broker, self.metrics, displays=self.displays)
         log.info("gateway for school %s starting; store %s", self.settings.school, self.settings.db_path)
         tune_gc()
         self.broker.start()
@@ -489,6 +503,5 @@ class Gateway:
             await self.sync.aclose()
             await self.priority_sync.aclose()
             await self.downlink.aclose()
-            self._executor.shutdown(wait=True)
             self.store.close()
             log.info("gateway stopped after %.0fs", time.monotonic() - started)

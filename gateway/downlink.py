@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -26,6 +25,7 @@ from gateway.config import GatewaySettings
 from gateway.errors import StoreUnwritable, StoreWorkerError
 from gateway.metrics import Metrics
 from gateway.serial_display import SerialDisplay
+from gateway.store_client import StoreClient
 from gateway.supervise import backoff_delay
 from protocol import messages, topics
 
@@ -35,7 +35,6 @@ DOWNLINK_PATH = "/api/v1/gateway/downlink"
 LONG_POLL_S = 25
 NOT_OFFERED_RETRY_S = 300.0
 
-StoreCall = Callable[..., Awaitable[Any]]
 
 
 def _encodes(build: Any, *args: Any) -> bool:
@@ -54,12 +53,12 @@ def _encodes(build: Any, *args: Any) -> bool:
 class DownlinkRelay:
     """Pulls commands and configs from the cloud and hands them to the devices."""
 
-    def __init__(self, settings: GatewaySettings, run_in_store: StoreCall, broker: BrokerLink,
+    def __init__(self, settings: GatewaySettings, store: StoreClient, broker: BrokerLink,
                  metrics: Metrics, client: httpx.AsyncClient | None = None,
                  displays: dict[str, SerialDisplay] | None = None) -> None:
         self._settings = settings
         self._displays = displays or {}
-        self._run = run_in_store
+        self._store = store
         self._broker = broker
         self._metrics = metrics
         self._client = client or httpx.AsyncClient(base_url=settings.cloud.url,
@@ -72,7 +71,7 @@ class DownlinkRelay:
 
     async def pull(self) -> bool:
         """One long-poll; True if the cloud answered. Commands and configs are stored, then relayed."""
-        cursor = await self._run("config_cursor")
+        cursor = await self._store.config_cursor()
         try:
             resp = await self._client.get(
                 DOWNLINK_PATH, params={"wait": LONG_POLL_S, "config_cursor": cursor},
@@ -98,13 +97,13 @@ class DownlinkRelay:
             self._metrics.inc("downlink_bad_answers")
             return False
         if commands:
-            await self._run("queue_commands", commands)
+            await self._store.queue_commands(commands)
             self._metrics.inc("commands_received", len(commands))
-        changed = await self._run("set_desired_configs", configs, new_cursor)
+        changed = await self._store.set_desired_configs(configs, new_cursor)
         for config in changed:
             self._publish_config(config)
-        online = {d["id"] for d in await self._run("devices") if d["presence"] == "online"}
-        for command in await self._run("open_commands", None, True):
+        online = {d["id"] for d in await self._store.devices() if d["presence"] == "online"}
+        for command in await self._store.open_commands(None, True):
             if command["device"] in online:
                 await self._publish_command(command)
         return True
@@ -134,14 +133,14 @@ class DownlinkRelay:
         display = self._displays.get(command["device"])
         if display is not None:
             # Wired to the gateway itself: carried out here, and its ack goes through the store.
-            await self._run("command_published", command["cid"])
+            await self._store.command_published(command["cid"])
             await display.execute(command["cid"], command["name"], command["args"], command["exp"])
             self._metrics.inc("commands_relayed")
             return
         payload = messages.encode(messages.command(command["cid"], command["name"], command["args"],
                                                    command["exp"]))
         self._broker.publish(topics.down(self._settings.school, command["device"], topics.COMMAND), payload, qos=1)
-        await self._run("command_published", command["cid"])
+        await self._store.command_published(command["cid"])
         self._metrics.inc("commands_relayed")
 
     def _publish_config(self, config: dict[str, Any]) -> None:
@@ -152,9 +151,9 @@ class DownlinkRelay:
 
     async def device_online(self, device: str, reported_config_version: int | None = None) -> None:
         """A device was born: give it what waited for it."""
-        for command in await self._run("open_commands", device):
+        for command in await self._store.open_commands(device):
             await self._publish_command(command)
-        config = await self._run("desired_config", device)
+        config = await self._store.desired_config(device)
         if config is not None and (reported_config_version is None or reported_config_version < config["version"]):
             self._publish_config(config)
 

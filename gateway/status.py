@@ -5,42 +5,47 @@ They are served from the gateway process itself, so they work while the school's
 
 from __future__ import annotations
 
-import asyncio
 import html
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse, PlainTextResponse
 
-from gateway.errors import StoreUnwritable, StoreWorkerError
 
-if TYPE_CHECKING:
-    from gateway.app import Gateway
+@dataclass(frozen=True)
+class GatewayStatus:
+    """What `classops gateway status` and the status page show, as the gateway saw it at one moment.
 
-STORE_ANSWER_S = 2.0
+    `store` is the store's health and, in `error`, why the store did not answer (the devices and
+    backlog are then empty)."""
 
+    school: str
+    store: dict[str, Any]
+    gateway_id: str | None
+    broker_connected: bool
+    cloud_last_ok_s_ago: float | None
+    backlog_records: int
+    backlog_age_s: float
+    devices: list[dict[str, Any]]
+    metrics: dict[str, float]
 
-def status_snapshot(gateway: Gateway, devices: list[dict[str, Any]], backlog: tuple[int, float],
-                    store_error: str = "") -> dict:
-    """What `classops gateway status` and the status page show; `store_error` says why the store did not
-    answer (the devices and backlog are then empty)."""
-    count, age = backlog
-    sync = gateway.sync
-    return {
-        "school": gateway.settings.school,
-        "store": {**gateway.store_health.snapshot(), "error": store_error},
-        "gateway_id": sync.gateway_id if sync else None,
-        "broker_connected": gateway.broker.connected.is_set(),
-        "cloud_last_ok_s_ago": (
-            round(time.monotonic() - sync.last_ok, 1) if sync and sync.last_ok is not None else None
-        ),
-        "backlog_records": count,
-        "backlog_age_s": round(age, 1),
-        "devices": devices,
-        "devices_online": sum(1 for d in devices if d["presence"] == "online"),
-        "metrics": gateway.metrics.snapshot(),
-    }
+    def as_dict(self) -> dict[str, Any]:
+        """The status as /api/status serves it."""
+        return {
+            "school": self.school,
+            "store": self.store,
+            "gateway_id": self.gateway_id,
+            "broker_connected": self.broker_connected,
+            "cloud_last_ok_s_ago": self.cloud_last_ok_s_ago,
+            "backlog_records": self.backlog_records,
+            "backlog_age_s": self.backlog_age_s,
+            "devices": self.devices,
+            "devices_online": sum(1 for d in self.devices if d["presence"] == "online"),
+            "metrics": self.metrics,
+        }
 
 
 def _page(status: dict) -> str:
@@ -77,34 +82,21 @@ oldest {status["backlog_age_s"]:.0f} s.</p>
 </body></html>"""
 
 
-def create_status_app(gateway: Gateway) -> FastAPI:
-    """The status web app bound to a running gateway."""
-    app = FastAPI(title=f"ClassOps gateway {gateway.settings.school}", docs_url=None, redoc_url=None)
-
-    async def snapshot() -> dict:
-        # The page must answer while the store does not: that is when the admin needs it most.
-        try:
-            async with asyncio.timeout(STORE_ANSWER_S):
-                devices = await gateway.in_store("devices")
-                backlog = await gateway.in_store("backlog")
-        except (StoreUnwritable, StoreWorkerError) as exc:
-            return status_snapshot(gateway, [], (0, 0.0), store_error=str(exc))
-        except TimeoutError:
-            # A store worker being replaced (after a backoff) would hold the page for seconds.
-            return status_snapshot(gateway, [], (0, 0.0),
-                                   store_error=f"the store did not answer within {STORE_ANSWER_S:.0f} s")
-        return status_snapshot(gateway, devices, backlog)
+def create_status_app(school: str, status: Callable[[], Awaitable[GatewayStatus]],
+                      metrics_text: Callable[[], str]) -> FastAPI:
+    """The status web app over a gateway's `status` snapshots and its metrics in Prometheus' format."""
+    app = FastAPI(title=f"ClassOps gateway {school}", docs_url=None, redoc_url=None)
 
     @app.get("/api/status")
     async def api_status() -> dict:
-        return await snapshot()
+        return (await status()).as_dict()
 
     @app.get("/", response_class=HTMLResponse)
     async def page() -> str:
-        return _page(await snapshot())
+        return _page((await status()).as_dict())
 
     @app.get("/metrics", response_class=PlainTextResponse)
     async def metrics() -> str:
-        return gateway.metrics.render_prometheus()
+        return metrics_text()
 
     return app

@@ -19,10 +19,13 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.errors import ConfigError, StoreUnwritable, StoreWorkerError
 from gateway.metrics import Metrics
+
+if TYPE_CHECKING:
+    from gateway.store_client import StoreClient
 
 log = logging.getLogger(__name__)
 
@@ -96,12 +99,12 @@ class StoreHealth:
         """The cloud confirmed or rejected these records: they are done."""
         self._held = [r for r in self._held if r["gseq"] not in gseqs]
 
-    async def write_held(self, run_in_store: Callable[..., Awaitable[Any]]) -> None:
+    async def write_held(self, store: StoreClient) -> None:
         """Move the held records into the store, in order, once it writes again."""
         while self._held and self.writable:
             record = self._held[0]
             body = record["body"]
-            await run_in_store("gateway_alarm", body["code"], body["state"], body["detail"], record["ts"])
+            await store.gateway_alarm(body["code"], body["state"], body["detail"], record["ts"])
             self._held.pop(0)
 
     def snapshot(self) -> dict[str, Any]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -13,6 +12,7 @@ import httpx
 from gateway.config import GatewaySettings
 from gateway.errors import CloudError, StoreUnwritable, StoreWorkerError
 from gateway.metrics import Metrics
+from gateway.store_client import StoreClient
 from gateway.supervise import HELD_GSEQ_BASE, StoreHealth, backoff_delay
 
 log = logging.getLogger(__name__)
@@ -22,7 +22,6 @@ PRIORITY_POLL_S = 5.0
 # The first wait before a batch whose answer the store could not record is sent again; it grows from here.
 STORE_RETRY_S = 1.0
 
-StoreCall = Callable[..., Awaitable[Any]]
 
 
 class CloudSync:
@@ -34,12 +33,12 @@ class CloudSync:
     The priority lane also carries the alarms `held` in memory while the store cannot write.
     """
 
-    def __init__(self, settings: GatewaySettings, run_in_store: StoreCall,
+    def __init__(self, settings: GatewaySettings, store: StoreClient,
                  metrics: Metrics, client: httpx.AsyncClient | None = None, lane: str = "bulk",
                  held: StoreHealth | None = None) -> None:
         self._settings = settings
         self._held = held
-        self._run = run_in_store
+        self._store = store
         self.lane = lane
         self._metrics = metrics
         self._client = client or httpx.AsyncClient(
@@ -85,7 +84,7 @@ class CloudSync:
             self.wake.clear()
             held = await self._held_records()
             try:
-                records = held + await self._run("pending", cloud.batch_size, self.lane)
+                records = held + await self._store.pending(cloud.batch_size, self.lane)
             except (StoreUnwritable, StoreWorkerError) as exc:
                 # The held alarms, or the heartbeat, still go: the cloud must not take a gateway whose store
                 # fails for one that is away.
@@ -120,7 +119,7 @@ class CloudSync:
                 confirmed = [g for g in confirmed if g < HELD_GSEQ_BASE]
                 rejected = [(g, r) for g, r in rejected if g < HELD_GSEQ_BASE]
             try:
-                await self._run("mark_synced", confirmed, rejected)
+                await self._store.mark_synced(confirmed, rejected)
                 store_failures = 0
             except (StoreUnwritable, StoreWorkerError) as exc:
                 # The cloud answers a batch sent again as confirmed: nothing is lost but a round trip, made
@@ -147,7 +146,7 @@ class CloudSync:
         if self._held is None:
             return []
         try:
-            await self._held.write_held(self._run)
+            await self._held.write_held(self._store)
         except (StoreUnwritable, StoreWorkerError) as exc:
             log.debug("held alarms not written to the store yet: %s", exc)
         return self._held.held()

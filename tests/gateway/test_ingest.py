@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 
 from gateway.config import GatewaySettings
-from gateway.ingest import Ingestor, StoreWorker, StoreWorkerError, prepare
+from gateway.errors import StoreWorkerError
+from gateway.ingest import Ingestor, prepare
 from gateway.privacy import card_pseudonym
 from gateway.store import Store
+from gateway.store_worker import Op, StoreWorker
 from protocol import messages, topics
 
 SCHOOL = "S001"
@@ -127,17 +129,17 @@ def worker(tmp_path: Path):
 
 
 def test_the_worker_process_answers_and_reports_failures(worker: StoreWorker) -> None:
-    result = worker.call("ingest", [raw(messages.BIRTH, 0), (topics.up(SCHOOL, DEV, "health"), b"{")])
+    result = worker.call(Op.INGEST, [raw(messages.BIRTH, 0), (topics.up(SCHOOL, DEV, "health"), b"{")])
     assert result.new == 1 and result.rejected == {messages.BAD_JSON: 1}
-    assert worker.call("backlog")[0] == 1
-    with pytest.raises(StoreWorkerError, match="no_such_method"):
-        worker.call("no_such_method")
+    assert worker.call(Op.BACKLOG)[0] == 1
+    with pytest.raises(StoreWorkerError, match="TypeError"):
+        worker.call(Op.DESIRED_CONFIG)
     # A worker that dies is replaced on the next call, and the store is still there.
     worker._process.kill()
     worker._process.join()
-    assert worker.call("backlog")[0] == 1
+    assert worker.call(Op.BACKLOG)[0] == 1
     assert worker.restarts == 1
-    assert json.loads(json.dumps(worker.call("devices")))[0]["id"] == DEV
+    assert json.loads(json.dumps(worker.call(Op.DEVICES)))[0]["id"] == DEV
 
 
 def test_commits_sent_ahead_of_a_failed_one_wait_for_it(worker: StoreWorker) -> None:
@@ -148,58 +150,58 @@ def test_commits_sent_ahead_of_a_failed_one_wait_for_it(worker: StoreWorker) -> 
     # A request the store fails as a whole (not a record's content, which would be quarantined alone),
     # as it would on a full disk.
     broken.accepted[0] = broken.accepted[0]._replace(kind=messages.BIRTH, body=None)
-    first, second = worker.submit("commit", broken), worker.submit("commit", good)
+    first, second = worker.submit(Op.COMMIT, broken), worker.submit(Op.COMMIT, good)
     with pytest.raises(StoreWorkerError, match="AttributeError"):
         first.result(30)
     with pytest.raises(StoreWorkerError, match="earlier commit failed"):
         second.result(30)
     # Other requests are answered meanwhile; nothing was committed.
-    assert worker.call("backlog")[0] == 0
-    worker.call("resume")
-    assert worker.call("commit", good).new == 2
-    answers = [worker.submit("commit", prepare(SCHOOL, SECRET, [raw(messages.ATTENDANCE, seq)]))
+    assert worker.call(Op.BACKLOG)[0] == 0
+    worker.call(Op.RESUME)
+    assert worker.call(Op.COMMIT, good).new == 2
+    answers = [worker.submit(Op.COMMIT, prepare(SCHOOL, SECRET, [raw(messages.ATTENDANCE, seq)]))
                for seq in range(3, 13)]
     assert [answer.result(30).new for answer in answers] == [1] * 10
-    assert [record["seq"] for record in worker.call("pending", 100)] == [0, 1, *range(3, 13)]
+    assert [record["seq"] for record in worker.call(Op.PENDING, 100)] == [0, 1, *range(3, 13)]
 
 
 def test_requests_waiting_on_a_worker_that_dies_fail_and_the_next_one_restarts_it(worker: StoreWorker) -> None:
-    worker.call("commit", prepare(SCHOOL, SECRET, [raw(messages.BIRTH, 0)]))
+    worker.call(Op.COMMIT, prepare(SCHOOL, SECRET, [raw(messages.BIRTH, 0)]))
     # Stopped, the worker cannot answer what is sent to it before it is killed.
     os.kill(worker._process.pid, signal.SIGSTOP)
     tap = prepare(SCHOOL, SECRET, [raw(messages.ATTENDANCE, 1)])
-    waiting = [worker.submit("backlog"), worker.submit("commit", tap)]
+    waiting = [worker.submit(Op.BACKLOG), worker.submit(Op.COMMIT, tap)]
     worker._process.kill()
     worker._process.join()
     for answer in waiting:
         with pytest.raises(StoreWorkerError, match="died"):
             answer.result(30)
-    assert worker.call("backlog")[0] == 1
+    assert worker.call(Op.BACKLOG)[0] == 1
     assert worker.restarts == 1
 
 
 def test_an_answer_nobody_waits_for_any_more_does_not_stop_the_answers_after_it(worker: StoreWorker) -> None:
     os.kill(worker._process.pid, signal.SIGSTOP)
-    abandoned = worker.submit("backlog")
-    wanted = worker.submit("commit", prepare(SCHOOL, SECRET, [raw(messages.BIRTH, 0)]))
+    abandoned = worker.submit(Op.BACKLOG)
+    wanted = worker.submit(Op.COMMIT, prepare(SCHOOL, SECRET, [raw(messages.BIRTH, 0)]))
     assert abandoned.cancel()
     os.kill(worker._process.pid, signal.SIGCONT)
     assert wanted.result(30).new == 1
-    assert worker.call("backlog")[0] == 1
+    assert worker.call(Op.BACKLOG)[0] == 1
 
 
 def test_a_chained_commit_never_reaches_a_worker_that_replaced_the_one_before(worker: StoreWorker) -> None:
     os.kill(worker._process.pid, signal.SIGSTOP)
-    first = worker.submit("commit", prepare(SCHOOL, SECRET, [raw(messages.BIRTH, 0)]))
+    first = worker.submit(Op.COMMIT, prepare(SCHOOL, SECRET, [raw(messages.BIRTH, 0)]))
     worker._process.kill()
     worker._process.join()
     # Something else restarts the worker before the next commit is sent.
-    assert worker.call("backlog")[0] == 0
-    second = worker.submit("commit", prepare(SCHOOL, SECRET, [raw(messages.ATTENDANCE, 1)]), chained=True)
+    assert worker.call(Op.BACKLOG)[0] == 0
+    second = worker.submit(Op.COMMIT, prepare(SCHOOL, SECRET, [raw(messages.ATTENDANCE, 1)]), chained=True)
     for answer in (first, second):
         with pytest.raises(StoreWorkerError):
             answer.result(30)
-    assert worker.call("backlog")[0] == 0
+    assert worker.call(Op.BACKLOG)[0] == 0
 
 
 def poison_birth(depth: int) -> bytes:
@@ -232,18 +234,18 @@ def test_a_batch_with_records_the_store_refuses_commits_the_rest(worker: StoreWo
     # cannot hold the first two seqs, the third makes its insert fail on a type it cannot bind.
     for i, bad in ((7, {"seq": 2**63}), (1000, {"seq": 2**64}), (1999, {"ts": {"not": "a time"}})):
         prepared.accepted[i] = prepared.accepted[i]._replace(**bad)
-    result = worker.call("commit", prepared)
+    result = worker.call(Op.COMMIT, prepared)
     assert result.new == 1997
     assert result.rejected == {"store_rejected": 3}
     assert result.unstored == {(DEV, BOOT, 2**63), (DEV, BOOT, 2**64), (DEV, BOOT, 1999)}
     acked = prepared.event_keys(result.unstored)[DEV]
     assert len(acked) == 1996 and [BOOT, 2**63] not in acked
-    pending = worker.call("pending", 3000)
+    pending = worker.call(Op.PENDING, 3000)
     assert len(pending) == 1997
     assert {7, 1000, 1999}.isdisjoint(r["seq"] for r in pending)
-    quarantine = worker.call("quarantine", 10)
+    quarantine = worker.call(Op.QUARANTINE, 10)
     assert [q["reason"] for q in quarantine] == ["store_rejected"] * 3
     assert json.loads(quarantine[-1]["payload"])["seq"] == 2**63
     assert all(q["topic"] == topics.up(SCHOOL, DEV, topics.ATTENDANCE) for q in quarantine)
     # The store's memory matches its database after the undone records: the next batch goes in as usual.
-    assert worker.call("commit", prepare(SCHOOL, SECRET, [raw(messages.ATTENDANCE, 2000)])).new == 1
+    assert worker.call(Op.COMMIT, prepare(SCHOOL, SECRET, [raw(messages.ATTENDANCE, 2000)])).new == 1

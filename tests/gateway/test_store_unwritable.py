@@ -10,8 +10,9 @@ import pytest
 
 from gateway.config import load_settings
 from gateway.errors import StoreUnwritable
-from gateway.ingest import Prepared, StoreWorker
+from gateway.ingest import Prepared
 from gateway.store import Accepted, Store
+from gateway.store_worker import Op, StoreWorker
 from protocol import messages
 from simulator.stack import wait_for
 from tests.gateway.small_fs import fill, remount, small_filesystem
@@ -34,7 +35,7 @@ def stored_keys(path: Path) -> list[int]:
 
 def answers(worker: StoreWorker) -> bool:
     try:
-        worker.call("backlog")
+        worker.call(Op.BACKLOG)
     except StoreUnwritable:
         return False
     return True
@@ -100,7 +101,7 @@ def test_a_read_only_data_folder_cannot_open_the_store_says_so_and_is_not_retrie
         worker = StoreWorker(load_settings(config))
         worker.start()
         try:
-            worker.call("commit", Prepared(taps(1, 5)))
+            worker.call(Op.COMMIT, Prepared(taps(1, 5)))
             worker.close()
             # A filesystem the kernel turned read-only after an error, found at the worker's next start.
             remount(data, "ro")
@@ -110,12 +111,12 @@ def test_a_read_only_data_folder_cannot_open_the_store_says_so_and_is_not_retrie
             # instead of each waiting for a worker that cannot open the store.
             for _ in range(2):
                 with pytest.raises(StoreUnwritable, match="could not open"):
-                    worker.call("backlog")
+                    worker.call(Op.BACKLOG)
             with pytest.raises(StoreUnwritable, match="next try in"):
-                worker.call("backlog")
+                worker.call(Op.BACKLOG)
             remount(data, "rw")
             wait_for(lambda: answers(worker), 30, "a worker on the writable folder")
-            worker.call("commit", Prepared(taps(6, 5)))
+            worker.call(Op.COMMIT, Prepared(taps(6, 5)))
             assert stored_keys(data / "gateway.db") == list(range(1, 11))
         finally:
             worker.close()

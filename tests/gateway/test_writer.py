@@ -36,26 +36,24 @@ def _batch(seqs: range) -> list[Incoming]:
 def test_batches_unanswered_when_the_worker_dies_go_in_again_in_their_order(tmp_path: Path) -> None:
     async def run() -> list[int]:
         gateway = Gateway(settings(tmp_path))
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, gateway.store.start)
+        await gateway.store.start()
         writer = asyncio.create_task(gateway._writer())
         try:
             # Stopped, the worker reads nothing: the first batches stay unanswered until it is killed.
-            os.kill(gateway.store._process.pid, signal.SIGSTOP)
+            os.kill(gateway.store.worker._process.pid, signal.SIGSTOP)
             batches = [_batch(range(0, 5)), _batch(range(5, 10)), _batch(range(10, 15))]
             for batch in batches:
                 await gateway._prepared.put((batch, gateway._prepare(batch)))
-            link = gateway.store._link
+            link = gateway.store.worker._link
             await _until(lambda: len(link.waiting) == COMMITS_AHEAD, "the first batches to be sent")
-            os.kill(gateway.store._process.pid, signal.SIGKILL)
+            os.kill(gateway.store.worker._process.pid, signal.SIGKILL)
             await _until(lambda: gateway.metrics.get("messages_committed") == 15, "every batch to be committed")
             assert gateway.metrics.get("store_errors") >= 1
-            pending = await gateway.in_store("pending", 100)
+            pending = await gateway.store.pending(100)
             return [record["seq"] for record in pending]
         finally:
             writer.cancel()
             await asyncio.gather(writer, return_exceptions=True)
-            gateway._executor.shutdown(wait=True)
             gateway.store.close()
 
     assert asyncio.run(run()) == list(range(15))
