@@ -12,6 +12,7 @@ import paho.mqtt.client as mqtt
 
 from gateway.config import GatewaySettings
 from gateway.metrics import Metrics
+from gateway.paho_internals import PahoInternals
 from protocol import topics
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,6 @@ SMALL_READ = 16 * 1024
 SMALL_READ_PAUSE_S = 0.001
 MAX_REMAINING_LENGTH_BYTES = 4
 _PUBLISH = 0x30
-_PUBACK = 0x40
 
 
 class Incoming(NamedTuple):
@@ -57,7 +57,7 @@ def publish_packet(topic: str, payload: bytes) -> bytes:
                      payload))
 
 
-class _FastClient(mqtt.Client):
+class _FastClient(PahoInternals):
     """paho's client with its per-message costs taken off the read and acknowledge paths, for a consumer
     of tens of thousands of messages a second.
 
@@ -68,7 +68,8 @@ class _FastClient(mqtt.Client):
       QoS 2 PUBLISH) still goes through paho's own handling.
     - acknowledgements and the gateway's QoS 0 replies of one batch go out as one write (`send_raw`)
       instead of one queued packet each.
-    Connection, keepalive, reconnection, subscription and the gateway's own publishes stay paho's.
+    Connection, keepalive, reconnection, subscription and the gateway's own publishes stay paho's; what
+    this needs of paho's internals is in paho_internals.py.
     """
 
     def __init__(self, *args: object, on_publishes: Callable[[list[Incoming]], None],
@@ -83,24 +84,25 @@ class _FastClient(mqtt.Client):
         self.link = 0
 
     def loop_read(self, max_packets: int = 1) -> mqtt.MQTTErrorCode:
-        if self._sock is None:
+        if not self.has_socket():
             return mqtt.MQTTErrorCode.MQTT_ERR_NO_CONN
         if self._read_gate is not None and not self._read_gate(READ_GATE_WAIT_S):
             # The consumer is behind: leave the data with the broker for now. Returning lets paho's loop
             # write pending acks and keep the connection alive meanwhile.
             return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
-        rc = self._packet_read()
+        rc = self.read_packets()
         if rc > 0:
-            return self._loop_rc_handle(rc)
+            return self.read_failed(rc)
         if 0 < self._last_read < SMALL_READ:
             # Under a steady stream, a short pause lets the next read carry many messages instead of a
             # few: each wake-up of this thread costs as much as handling a dozen messages.
             time.sleep(SMALL_READ_PAUSE_S)
         return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
 
-    def _packet_read(self) -> mqtt.MQTTErrorCode:
+    def read_packets(self) -> mqtt.MQTTErrorCode:
+        """Read what the socket has; hand every complete PUBLISH on in one batch, let paho handle the rest."""
         try:
-            data = self._sock_recv(RECV_CHUNK)
+            data = self.receive(RECV_CHUNK)
         except BlockingIOError:
             return mqtt.MQTTErrorCode.MQTT_ERR_AGAIN
         except OSError as err:
@@ -111,8 +113,7 @@ class _FastClient(mqtt.Client):
         self._last_read = len(data)
         self.reads += 1
         self.read_bytes += len(data)
-        with self._msgtime_mutex:
-            self._last_bytes_received = time.monotonic()
+        self.mark_received()
         # Usually only the tail of the last read (a packet cut in two) is left over.
         buf = self._rbuf + data if self._rbuf else data
         received = time.monotonic()
@@ -150,36 +151,26 @@ class _FastClient(mqtt.Client):
                 publishes.append(Incoming(buf[i + 2:topic_end].decode(errors="replace"), buf[start:end],
                                           qos, mid, received, link))
             else:
-                self._in_packet = {
-                    "command": command, "have_remaining": 1, "remaining_count": [], "remaining_mult": 1,
-                    "remaining_length": length, "packet": bytearray(buf[i:end]), "to_process": 0, "pos": 0,
-                }
-                rc = self._packet_handle()
+                rc = self.handle_packet(command, buf[i:end])
                 link = self.link  # a CONNACK just handled starts a new connection
-                self._in_packet = {
-                    "command": 0, "have_remaining": 0, "remaining_count": [], "remaining_mult": 1,
-                    "remaining_length": 0, "packet": bytearray(b""), "to_process": 0, "pos": 0,
-                }
             pos = end
             if rc != mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS:
                 break
         self._rbuf = buf[pos:]
         if publishes:
-            with self._in_callback_mutex:
-                self._on_publishes(publishes)
+            self.deliver(self._on_publishes, publishes)
         return rc
 
     def send_raw(self, data: bytes, link: int) -> bool:
         """Queue ready-made packets for the connection `link`; False if that connection is gone."""
-        if link != self.link or self._sock is None:
+        if link != self.link or not self.has_socket():
             return False
-        # Queued as a PUBACK: paho writes it as it is and runs no publish callback for it.
-        self._packet_queue(_PUBACK, data, 0, 0)
+        self.queue_raw(data)
         return True
 
-    def _sock_close(self) -> None:
+    def socket_closed(self) -> None:
+        """Drop the tail of a packet the closed connection left unread."""
         self._rbuf = b""
-        super()._sock_close()
 
 
 class BrokerLink:
