@@ -16,8 +16,9 @@ import orjson
 
 from gateway.config import GatewaySettings
 from gateway.privacy import pseudonymizer
+from gateway.records import CONTENT_ERRORS, STORE_REJECTED, Accepted, Rejected
 from gateway.rules import RuleEngine
-from gateway.store import CONTENT_ERRORS, STORE_REJECTED, Accepted, Rejected, Store
+from gateway.store import Store
 from protocol import limits, messages, topics
 
 log = logging.getLogger(__name__)

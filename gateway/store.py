@@ -7,203 +7,26 @@ adds nothing. A record stays pending until the cloud confirms its gseq.
 
 from __future__ import annotations
 
-import errno
 import json
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 
-from gateway.errors import StoreUnwritable
+from gateway.records import CONTENT_ERRORS, Accepted, CommitResult, Rejected, quarantined, unwritable
+from gateway.store_schema import SCHEMA
 from protocol import messages
 
 PENDING, CONFIRMED, REJECTED = 0, 1, 2
 QUARANTINE_KEEP = 1000
-# Bytes of a message kept in the quarantine: enough to see what a device sent, never a whole flood.
-QUARANTINE_PAYLOAD_BYTES = 4096
-QUARANTINE_TOPIC_CHARS = 256
-# The reason of a record that passed the protocol but that the store refused for its content.
-STORE_REJECTED = "store_rejected"
-# Errors that a record's content causes (a value a column cannot hold, a constraint, a type SQLite cannot
-# bind): that record is quarantined and the rest of its batch committed. Any other error is the store's
-# own (unwritable() tells which of those is a full disk or an I/O error) and the batch is retried whole.
-CONTENT_ERRORS = (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError, sqlite3.ProgrammingError,
-                  OverflowError, ValueError, TypeError)
 INSERT_CHUNK = 500
 PRUNE_CHUNK = 5000
 # Alarms and command acks reach the cloud ahead of any backlog of samples: the priority lane.
 PRIORITY_KINDS = ("alarm", "ack", "gateway_alarm", "command_status")
 GATEWAY_ALARM = "gateway_alarm"
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS record (
-    gseq INTEGER PRIMARY KEY AUTOINCREMENT,
-    kind TEXT NOT NULL,
-    device TEXT,
-    boot TEXT,
-    seq INTEGER,
-    device_no INTEGER,
-    boot_no INTEGER,
-    ts REAL NOT NULL,
-    body TEXT NOT NULL,
-    received_at REAL NOT NULL,
-    sync_state INTEGER NOT NULL DEFAULT 0,
-    synced_at REAL,
-    reject_reason TEXT
-);
--- The key (device, boot, seq) as integers: half the cost per insert of the same index on text.
-CREATE UNIQUE INDEX IF NOT EXISTS record_key ON record(device_no, boot_no, seq) WHERE seq IS NOT NULL;
-CREATE INDEX IF NOT EXISTS record_pending ON record(gseq) WHERE sync_state = 0;
-CREATE INDEX IF NOT EXISTS record_priority ON record(gseq)
-    WHERE sync_state = 0 AND kind IN ('alarm', 'ack', 'gateway_alarm', 'command_status');
-CREATE INDEX IF NOT EXISTS record_synced ON record(synced_at) WHERE sync_state != 0;
-CREATE TABLE IF NOT EXISTS device (
-    no INTEGER PRIMARY KEY,
-    id TEXT NOT NULL UNIQUE,
-    role TEXT,
-    boot TEXT,
-    presence TEXT NOT NULL DEFAULT 'unknown',
-    presence_since REAL,
-    last_seen REAL,
-    health_s INTEGER,
-    last_health TEXT
-);
-CREATE TABLE IF NOT EXISTS alarm_state (
-    device TEXT NOT NULL,
-    code TEXT NOT NULL,
-    raised_at REAL NOT NULL,
-    detail TEXT NOT NULL,
-    PRIMARY KEY (device, code)
-);
-CREATE TABLE IF NOT EXISTS command (
-    cid TEXT PRIMARY KEY,
-    device TEXT NOT NULL,
-    name TEXT NOT NULL,
-    args TEXT NOT NULL,
-    exp REAL NOT NULL,
-    state TEXT NOT NULL DEFAULT 'queued',
-    received_at REAL NOT NULL,
-    published_at REAL
-);
-CREATE INDEX IF NOT EXISTS command_open ON command(device) WHERE state IN ('queued', 'published');
-CREATE TABLE IF NOT EXISTS desired_config (
-    device TEXT PRIMARY KEY,
-    version INTEGER NOT NULL,
-    body TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS meta (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS quarantine (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    received_at REAL NOT NULL,
-    topic TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    detail TEXT NOT NULL,
-    payload BLOB NOT NULL
-);
-"""
-
-# SQLite's primary result codes that say the database cannot be written at all, whatever is being written
-# (a damaged file too: no record is at fault, and it takes a person to mend).
-_UNWRITABLE_CODES = frozenset((sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY,
-                               sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB))
-_UNWRITABLE_ERRNOS = frozenset((errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES))
-
-
-def unwritable(exc: BaseException) -> StoreUnwritable | None:
-    """The StoreUnwritable that an error amounts to, or None when it is about what was being written."""
-    if isinstance(exc, StoreUnwritable):
-        return exc
-    if isinstance(exc, sqlite3.Error) and (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in _UNWRITABLE_CODES:
-        return StoreUnwritable(f"the store cannot write: {exc}")
-    if isinstance(exc, OSError) and exc.errno in _UNWRITABLE_ERRNOS:
-        return StoreUnwritable(f"the store cannot write: {exc}")
-    return None
-
-
-class Accepted(NamedTuple):
-    """A validated device message, ready to be committed; `body_json` is `body` as stored.
-
-    In the store worker `body` is None for kinds whose fields the store never reads (see ingest.py).
-    """
-
-    kind: str
-    device: str
-    boot: str
-    seq: int | None
-    ts: float
-    body: dict[str, Any] | None
-    body_json: str
-
-    @classmethod
-    def from_message(cls, msg: dict[str, Any]) -> Accepted:
-        """Split a validated protocol message into its key and its own fields."""
-        return cls.from_decoded(dict(msg))
-
-    @classmethod
-    def from_decoded(cls, msg: dict[str, Any]) -> Accepted:
-        """As from_message, taking `msg` over (its envelope fields are removed from it)."""
-        kind = msg.pop("kind")
-        del msg["v"]
-        device = msg.pop("device")
-        boot = msg.pop("boot")
-        if kind == messages.WILL:
-            msg.pop("seq", None)
-            msg.pop("ts", None)
-            seq, ts = None, time.time()
-        else:
-            seq, ts = msg.pop("seq"), float(msg.pop("ts"))
-        return cls(kind, device, boot, seq, ts, msg, orjson.dumps(msg).decode())
-
-
-@dataclass
-class Rejected:
-    """A message that broke the protocol, or that the store refused, kept for inspection."""
-
-    topic: str
-    reason: str
-    detail: str
-    payload: bytes
-
-    @classmethod
-    def of(cls, topic: str, reason: str, detail: str, payload: bytes) -> Rejected:
-        """A rejection with its topic and raw payload cut to what the quarantine keeps."""
-        return cls(topic[:QUARANTINE_TOPIC_CHARS], reason, detail[:QUARANTINE_PAYLOAD_BYTES],
-                   bytes(payload[:QUARANTINE_PAYLOAD_BYTES]))
-
-
-def quarantined(acc: Accepted, school: str, detail: str) -> Rejected:
-    """A record the store refused, as a quarantine entry: its topic and the message as decoded.
-
-    The raw bytes stayed with the broker link; this is the same message re-encoded (a card UID already
-    pseudonymised).
-    """
-    leaf = messages.leaf_of(acc.kind)
-    topic = f"classops/v1/{school}/up/{acc.device}/{leaf}"
-    try:
-        head = orjson.dumps({"v": messages.PROTOCOL_VERSION, "kind": acc.kind, "device": acc.device,
-                             "boot": acc.boot, "seq": acc.seq, "ts": acc.ts})
-        body = acc.body_json.encode()
-        payload = head[:-1] + (b"," + body[1:] if len(body) > 2 else b"}")
-    except (TypeError, ValueError, AttributeError):
-        payload = repr(acc).encode()
-    return Rejected.of(topic, STORE_REJECTED, detail, payload)
-
-
-@dataclass
-class CommitResult:
-    """What a commit did: per accepted message, whether it was new, and presence changes it made."""
-
-    inserted: list[bool] = field(default_factory=list)
-    presence_changes: list[tuple[str, str]] = field(default_factory=list)
-    # Indexes of the accepted messages the store refused for their content (commit_each), now quarantined.
-    refused: list[int] = field(default_factory=list)
 
 
 class Store:
@@ -218,7 +41,7 @@ class Store:
         # batched, so the fsyncs stay few.
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(_SCHEMA)
+        self._db.executescript(SCHEMA)
         # The store is the only writer, so an in-memory copy of each device's boot and presence saves a
         # query per message on the hot path.
         self._presence_added = 0

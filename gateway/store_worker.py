@@ -28,7 +28,8 @@ from typing import Any
 from gateway.config import GatewaySettings
 from gateway.errors import StoreUnwritable, StoreWorkerError, StoreWorkerLost
 from gateway.ingest import Ingestor, tune_gc
-from gateway.store import Store, unwritable
+from gateway.records import unwritable
+from gateway.store import Store
 from gateway.supervise import backoff_delay
 
 log = logging.getLogger(__name__)

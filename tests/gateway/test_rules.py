@@ -10,8 +10,9 @@ import pytest
 
 from gateway.config import CalendarSettings, GatewaySettings
 from gateway.ingest import Ingestor
+from gateway.records import Accepted
 from gateway.rules import SchoolCalendar
-from gateway.store import Accepted, Store
+from gateway.store import Store
 from protocol import messages, topics
 
 SCHOOL = "S001"

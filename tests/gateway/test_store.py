@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.store import QUARANTINE_KEEP, Accepted, Rejected, Store
+from gateway.records import Accepted, Rejected
+from gateway.store import QUARANTINE_KEEP, Store
 from protocol import messages
 
 DEV = "esp32-0a0b0c0d0e0f"

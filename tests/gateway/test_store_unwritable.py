@@ -11,7 +11,8 @@ import pytest
 from gateway.config import load_settings
 from gateway.errors import StoreUnwritable
 from gateway.ingest import Prepared
-from gateway.store import Accepted, Store
+from gateway.records import Accepted
+from gateway.store import Store
 from gateway.store_worker import Op, StoreWorker
 from protocol import messages
 from simulator.stack import wait_for
