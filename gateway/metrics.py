@@ -134,14 +134,14 @@ class Metrics:
                 family = families[name] = Metric(PREFIX + name, HELP.get(name, name), "counter")
             family.add_sample(f"{PREFIX}{name}_total", {"reason": label} if label else {}, value)
         yield from families.values()
-        for name, value in gauges:
+        for name, gauge in gauges:
             family = Metric(PREFIX + name, HELP.get(name, name), "gauge")
-            family.add_sample(PREFIX + name, {}, value)
+            family.add_sample(PREFIX + name, {}, gauge)
             yield family
         for name in names:
             family = Metric(PREFIX + name, HELP.get(name, name), "summary")
-            for q, value in zip(QUANTILES, self._recent_quantiles(name), strict=True):
-                family.add_sample(PREFIX + name, {"quantile": str(q)}, value)
+            for q, quantile in zip(QUANTILES, self._recent_quantiles(name), strict=True):
+                family.add_sample(PREFIX + name, {"quantile": str(q)}, quantile)
             yield family
 
     def render_prometheus(self) -> str:
