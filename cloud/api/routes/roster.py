@@ -6,7 +6,7 @@ from fastapi import APIRouter, File, Query, UploadFile, status
 
 from cloud import crud
 from cloud.api.deps import CurrentActor, CurrentUser, RowId, SessionDep, SettingsDep
-from cloud.api.routes.imports import read_upload
+from cloud.api.uploads import read_upload
 from cloud.models import ImportReport, RosterEntryIn, RosterEntryPublic
 
 router = APIRouter(prefix="/schools/{school_code}/roster", tags=["attendance"])

@@ -7,7 +7,7 @@ from fastapi.responses import FileResponse
 
 from cloud import media
 from cloud.api.deps import CurrentActor, CurrentUser, Offset, RowId, SessionDep, SettingsDep
-from cloud.core.config import Settings
+from cloud.api.uploads import read_photo
 from cloud.crud import workorders
 from cloud.models import (
     CommentIn,
@@ -24,18 +24,6 @@ from cloud.models import (
 router = APIRouter(tags=["work orders"])
 
 MAX_PAGE = 1000
-
-
-def read_photo(upload: UploadFile, settings: Settings) -> bytes:
-    """The uploaded photo's bytes; 413 when larger than the service takes, 422 when not an image."""
-    data = upload.file.read(settings.max_attachment_bytes + 1)
-    if len(data) > settings.max_attachment_bytes:
-        raise HTTPException(
-            status_code=status.HTTP_413_CONTENT_TOO_LARGE,
-            detail=f"a photo may be at most {settings.max_attachment_bytes} bytes",
-        )
-    media.image_type(data)
-    return data
 
 
 @router.get("/work-orders")
