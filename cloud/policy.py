@@ -7,7 +7,7 @@ roles: a gateway is a machine identity, signed in by its own token, that may syn
 the admin command line acts for the operator and is not checked here.
 """
 
-from cloud.models import Role, User
+from cloud.models import WORK_ORDER_ACTIONS, Role, User
 
 COUNTY_STAFF = frozenset({Role.COUNTY_ADMIN, Role.AUDITOR})
 CONTRACTOR_STAFF = frozenset({Role.TECHNICIAN, Role.CONTRACTOR_MANAGER})
@@ -38,7 +38,7 @@ MANAGE_WORK_ORDERS = frozenset({Role.COUNTY_ADMIN, Role.CONTRACTOR_MANAGER})
 LOG_WORK = frozenset({Role.COUNTY_ADMIN, Role.TECHNICIAN, Role.CONTRACTOR_MANAGER})
 # Who orders are assigned to, and who then works only the orders assigned to them.
 TAKE_ORDERS = frozenset({Role.TECHNICIAN})
-ORDER_ACTIONS = frozenset({"assign", "accept", "start", "pending", "resume", "resolve", "close", "reopen", "cancel"})
+ORDER_ACTIONS = frozenset(WORK_ORDER_ACTIONS)
 # What each role may do to an order it can see (county admins: everything in their district).
 ROLE_ORDER_ACTIONS: dict[str, frozenset[str]] = {
     Role.TECHNICIAN: frozenset({"accept", "start", "pending", "resume", "resolve"}),
