@@ -90,7 +90,9 @@ def main() -> int:
     burst = BrokerSettings().device_burst
     runs = [(0, burst), (1, burst)] + ([] if args.no_unguarded else [(0, UNGUARDED_BURST), (1, UNGUARDED_BURST)])
     if args.small:
+        # Without the guard a QoS 0 flood can keep the quiet taps waiting up to ACK_DEADLINE_S: left out.
         args.taps = 8
+        runs = [r for r in runs if r != (0, UNGUARDED_BURST)]
     with tempfile.TemporaryDirectory(prefix="classops-bench-") as tmp:
         for i, (qos, run_burst) in enumerate(runs):
             print(run(Path(tmp) / f"run-{i}", qos=qos, burst=run_burst, taps=args.taps,
