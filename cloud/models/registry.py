@@ -335,6 +335,10 @@ class DeviceUpdate(DeviceAssetIn):
 class DevicePublic(DeviceBase):
     """A device; `presence` is "unknown" while its school's gateway is not syncing."""
 
+    # Views are built from the row and then adjusted (presence masked while the gateway is silent): the
+    # adjustments are checked, and turned into the enum, like the row's values.
+    model_config = ConfigDict(validate_assignment=True)  # type: ignore[assignment]
+
     presence: Presence
     reported_presence: Presence = Presence.UNKNOWN
     gateway_last_sync_at: datetime | None = None
