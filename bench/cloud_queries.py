@@ -51,8 +51,8 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.cloud_ingest import POSTGRES, Cloud, Database, admin  # noqa: E402
-from cloud.crud.workorders import SLA_HOURS, fault_levels, priority_of  # noqa: E402
 from cloud.servicetime import Calendar  # noqa: E402
+from cloud.workorders import SLA_HOURS, fault_levels, priority_of  # noqa: E402
 
 PASSWORD = "bench-password-1"
 ROLES = ("attendance", "sensor", "blackboard")

@@ -147,7 +147,7 @@ class Settings(BaseSettings):
 
     def fault_policy(self) -> "FaultPolicy":
         """How alarms become work orders, from these settings."""
-        from cloud.crud.workorders import FaultPolicy
+        from cloud.workorders import FaultPolicy
 
         return FaultPolicy(
             verify_hold=timedelta(seconds=self.verify_hold_s),
@@ -159,7 +159,7 @@ class Settings(BaseSettings):
 
     def webhook_policy(self) -> "WebhookPolicy":
         """Where and how escalations are POSTed, from these settings."""
-        from cloud.crud.escalation import WebhookPolicy
+        from cloud.notify import WebhookPolicy
 
         return WebhookPolicy(
             url=self.escalation_webhook_url,
@@ -169,5 +169,5 @@ class Settings(BaseSettings):
 
 
 if TYPE_CHECKING:
-    from cloud.crud.escalation import WebhookPolicy
-    from cloud.crud.workorders import FaultPolicy
+    from cloud.notify import WebhookPolicy
+    from cloud.workorders import FaultPolicy

@@ -17,10 +17,10 @@ from sqlmodel import Session, col, select
 
 from cloud import policy
 from cloud.bounds import whole_number
+from cloud.calendars import school_calendars
 from cloud.crud.access import district_schools, read_scope, team_of
 from cloud.crud.history import ROLLUP_MARK
 from cloud.crud.summaries import SummaryState, local_day_bounds, one_of, summary_state, usage_per_day
-from cloud.crud.teams import school_calendars
 from cloud.errors import AccessDenied, InvalidInput, NotFound
 from cloud.models import (
     MAX_ROW_ID,

@@ -8,9 +8,11 @@ from pydantic import BaseModel
 from sqlalchemy import func
 from sqlmodel import Session, select
 
+from cloud import workorders
 from cloud.core.db import begin_write
-from cloud.crud import commands, escalation, workorders
+from cloud.crud import commands
 from cloud.models import utcnow
+from cloud.notify.webhooks import WebhookPolicy, deliver_webhooks
 
 logger = logging.getLogger(__name__)
 
@@ -34,12 +36,12 @@ def run_operations(
     session: Session,
     *,
     policy: workorders.FaultPolicy = workorders.DEFAULT_POLICY,
-    webhook: escalation.WebhookPolicy | None = None,
+    webhook: WebhookPolicy | None = None,
     now: datetime | None = None,
 ) -> OperationsReport:
     """One round of the periodic checks, in one transaction; then the webhook deliveries due."""
     now = now or utcnow()
-    webhook = webhook or escalation.WebhookPolicy()
+    webhook = webhook or WebhookPolicy()
     report = OperationsReport()
     begin_write(session)
     locked = True
@@ -49,11 +51,11 @@ def run_operations(
         gateways = workorders.check_gateways(session, now=now, policy=policy)
         report.gateways_offline, report.gateways_back = gateways["offline"], gateways["back"]
         report.verified = workorders.verify_cleared(session, now=now, policy=policy)
-        report.escalated = escalation.escalate_due(session, now=now, webhook=webhook)
+        report.escalated = workorders.escalate_due(session, now=now, webhook=webhook)
         report.expired_commands = commands.expire_commands(session, now=now)
         session.commit()
     else:
         session.rollback()
     # Deliveries carry their own URL, so those queued before a change of setting still go out.
-    report.webhooks_delivered, report.webhooks_failed = escalation.deliver_webhooks(session, now=now, policy=webhook)
+    report.webhooks_delivered, report.webhooks_failed = deliver_webhooks(session, now=now, policy=webhook)
     return report

@@ -15,8 +15,9 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import sqlite
 from sqlmodel import Session, SQLModel, col
 
+from cloud import workorders
 from cloud.core.db import begin_write
-from cloud.crud import audit, commands, workorders
+from cloud.crud import audit, commands
 from cloud.crud.commands import COMMAND_STATUS_STATES
 from cloud.crud.common import Actor, chunks
 from cloud.errors import InvalidInput

@@ -13,7 +13,7 @@ from cloud.models.base import BigId, UTCDateTime, utcnow
 
 
 class WorkOrderStatus(StrEnum):
-    """Where an order stands; cloud.crud.workorders' state machine moves it."""
+    """Where an order stands; cloud.workorders.lifecycle's state machine moves it."""
 
     NEW = "new"
     ASSIGNED = "assigned"

@@ -6,8 +6,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlmodel import Session, col, select
 
+from cloud import workorders
 from cloud.core.db import begin_write
-from cloud.crud import run_operations, workorders
+from cloud.crud import run_operations
 from cloud.models import AuditEntry, Gateway, User, WorkOrder, WorkOrderEvent
 from tests.cloud.conftest import DEVICE_A, DEVICE_B, DEVICE_C, TS, record
 

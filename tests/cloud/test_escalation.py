@@ -11,9 +11,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlmodel import select
 
-from cloud.crud import run_operations, workorders
-from cloud.crud.escalation import WebhookPolicy
+from cloud import workorders
+from cloud.crud import run_operations
 from cloud.models import WebhookDelivery
+from cloud.notify import WebhookPolicy
 from tests.cloud.conftest import CLI, DEVICE_A, record
 
 API = "/api/v1"

@@ -2,8 +2,8 @@
 
 from fastapi import APIRouter
 
+from cloud import calendars
 from cloud.api.deps import CurrentActor, CurrentUser, SessionDep
-from cloud.crud import teams
 from cloud.models import ServiceCalendarIn, ServiceCalendarPublic
 
 router = APIRouter(prefix="/service-calendars", tags=["work orders"])
@@ -12,7 +12,7 @@ router = APIRouter(prefix="/service-calendars", tags=["work orders"])
 @router.get("/{scope}")
 def get_calendar(scope: str, user: CurrentUser, session: SessionDep) -> ServiceCalendarPublic:
     """A district's calendar ("default" for the one every district without its own uses)."""
-    return teams.read_calendar(session, user=user, scope=scope)
+    return calendars.read_calendar(session, user=user, scope=scope)
 
 
 @router.put("/{scope}")
@@ -20,7 +20,7 @@ def set_calendar(
     scope: str, body: ServiceCalendarIn, actor: CurrentActor, session: SessionDep
 ) -> ServiceCalendarPublic:
     """Set a district's (or the default) service hours, school weekdays, holidays and make-up school days."""
-    return teams.set_calendar(
+    return calendars.set_calendar(
         session,
         actor=actor,
         scope=scope,

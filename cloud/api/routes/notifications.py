@@ -4,9 +4,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from cloud import notify
 from cloud.api.deps import CurrentActor, CurrentUser, Offset, SessionDep
 from cloud.api.params import BigRowId
-from cloud.crud import escalation
 from cloud.models import NotificationPublic
 
 router = APIRouter(prefix="/notifications", tags=["work orders"])
@@ -21,7 +21,7 @@ def list_notifications(
     offset: Offset = 0,
 ) -> list[NotificationPublic]:
     """The user's notifications, newest first."""
-    rows = escalation.list_notifications(session, user=user, unread_only=unread, limit=limit, offset=offset)
+    rows = notify.list_notifications(session, user=user, unread_only=unread, limit=limit, offset=offset)
     return [NotificationPublic.model_validate(row) for row in rows]
 
 
@@ -29,5 +29,5 @@ def list_notifications(
 def mark_read(notification_id: BigRowId, actor: CurrentActor, session: SessionDep) -> NotificationPublic:
     """Mark a notification read."""
     return NotificationPublic.model_validate(
-        escalation.mark_read(session, actor=actor, notification_id=notification_id)
+        notify.mark_read(session, actor=actor, notification_id=notification_id)
     )

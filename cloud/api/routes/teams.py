@@ -3,8 +3,8 @@
 from fastapi import APIRouter, status
 
 from cloud.api.deps import CurrentActor, CurrentUser, RowId, SessionDep
-from cloud.crud import teams
 from cloud.models import TeamIn, TeamMemberIn, TeamPublic, TeamUpdate
+from cloud.workorders import teams
 
 router = APIRouter(prefix="/teams", tags=["work orders"])
 

@@ -5,10 +5,9 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile, status
 from fastapi.responses import FileResponse
 
-from cloud import media
+from cloud import media, workorders
 from cloud.api.deps import CurrentActor, CurrentUser, Offset, RowId, SessionDep, SettingsDep
 from cloud.api.uploads import read_photo
-from cloud.crud import workorders
 from cloud.models import (
     CommentIn,
     PartIn,
