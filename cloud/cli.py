@@ -11,7 +11,7 @@ from pathlib import Path
 
 from sqlmodel import Session
 
-from cloud import crud
+from cloud import crud, registry
 from cloud.core.config import Settings
 from cloud.core.db import create_db_engine, upgrade_database
 from cloud.errors import AlreadyExists, CloudError
@@ -133,7 +133,7 @@ def cmd_add_city(args: argparse.Namespace) -> int:
     """Register a city; an existing one is left as it is."""
     with _session(args) as session:
         try:
-            crud.create_city(session, actor=crud.Actor.cli(), code=args.code, name=args.name)
+            registry.create_city(session, actor=crud.Actor.cli(), code=args.code, name=args.name)
         except AlreadyExists:
             print(f"city {args.code} already exists")
             return 0
@@ -145,7 +145,9 @@ def cmd_add_district(args: argparse.Namespace) -> int:
     """Register a county or district of a city; an existing one is left as it is."""
     with _session(args) as session:
         try:
-            crud.create_district(session, actor=crud.Actor.cli(), code=args.code, city_code=args.city, name=args.name)
+            registry.create_district(
+                session, actor=crud.Actor.cli(), code=args.code, city_code=args.city, name=args.name
+            )
         except AlreadyExists:
             print(f"district {args.code} already exists")
             return 0
@@ -157,7 +159,7 @@ def cmd_add_school(args: argparse.Namespace) -> int:
     """Register a school; an existing one is left as it is."""
     with _session(args) as session:
         try:
-            school = crud.create_school(
+            school = registry.create_school(
                 session,
                 actor=crud.Actor.cli(),
                 code=args.code,
@@ -175,7 +177,9 @@ def cmd_add_school(args: argparse.Namespace) -> int:
 def cmd_add_gateway(args: argparse.Namespace) -> int:
     """Register a gateway and print its id and token as JSON: the one time the token is shown."""
     with _session(args) as session:
-        gateway, token = crud.create_gateway(session, actor=crud.Actor.cli(), school_code=args.school, name=args.name)
+        gateway, token = registry.create_gateway(
+            session, actor=crud.Actor.cli(), school_code=args.school, name=args.name
+        )
     print(json.dumps({"gateway_id": gateway.id, "token": token}))
     return 0
 
@@ -214,7 +218,7 @@ def cmd_import_assets(args: argparse.Namespace) -> int:
         return 2
     table = read_table(data, max_rows=settings.max_import_rows)
     with _session(args) as session:
-        report = crud.import_devices(
+        report = registry.import_devices(
             session,
             actor=crud.Actor.cli(),
             table=table,

@@ -8,7 +8,7 @@ from fastapi import Depends, HTTPException, Path, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 
-from cloud import crud
+from cloud import crud, registry
 from cloud.core.config import Settings
 from cloud.core.db import release_connection
 from cloud.crud import Actor
@@ -64,7 +64,7 @@ def get_current_user(session: SessionDep, token: BearerToken) -> User:
 
 def get_current_gateway(session: SessionDep, token: BearerToken) -> Gateway:
     """The gateway whose token authorises the request."""
-    gateway = crud.gateway_for_token(session, token=token)
+    gateway = registry.gateway_for_token(session, token=token)
     release_connection(session)
     if gateway is None:
         raise _unauthorized("unknown gateway token")

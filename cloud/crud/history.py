@@ -9,11 +9,11 @@ from sqlalchemy import select as sql_select
 from sqlalchemy.sql import ColumnElement
 from sqlmodel import Session, col, delete, select
 
+from cloud import registry
 from cloud.core.db import begin_write
 from cloud.crud import audit, signin, summaries
 from cloud.crud.access import read_scope
 from cloud.crud.common import Actor, as_utc, chunks, dialect_insert
-from cloud.crud.registry import get_device
 from cloud.models import (
     Alarm,
     HealthHourly,
@@ -87,7 +87,7 @@ def list_health_samples(
     limit: int = 1000,
 ) -> Sequence[HealthSample]:
     """A device's health reports in a time window, oldest first."""
-    get_device(session, user=user, device_id=device_id)
+    registry.get_device(session, user=user, device_id=device_id)
     return session.exec(
         select(HealthSample)
         .where(col(HealthSample.device_id) == device_id, *_window(HealthSample.ts, since, until))
@@ -106,7 +106,7 @@ def list_health_hourly(
     limit: int = 1000,
 ) -> Sequence[HealthHourly]:
     """A device's hourly health roll-ups in a time window, oldest first."""
-    get_device(session, user=user, device_id=device_id)
+    registry.get_device(session, user=user, device_id=device_id)
     return session.exec(
         select(HealthHourly)
         .where(col(HealthHourly.device_id) == device_id, *_window(HealthHourly.hour, since, until))
@@ -125,7 +125,7 @@ def list_telemetry(
     limit: int = 1000,
 ) -> Sequence[TelemetrySample]:
     """A device's sensor readings in a time window, oldest first."""
-    get_device(session, user=user, device_id=device_id)
+    registry.get_device(session, user=user, device_id=device_id)
     return session.exec(
         select(TelemetrySample)
         .where(col(TelemetrySample.device_id) == device_id, *_window(TelemetrySample.ts, since, until))

@@ -13,7 +13,7 @@ from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from pydantic import ValidationError
 from sqlmodel import Session
 
-from cloud import crud, media, policy
+from cloud import crud, media, policy, registry, workorders
 from cloud.api.deps import RowId, SessionDep, client_ip
 from cloud.api.params import From, To
 from cloud.api.routes import figures as figures_api
@@ -21,7 +21,7 @@ from cloud.api.routes.imports import read_upload
 from cloud.api.routes.work_orders import read_photo
 from cloud.bounds import Day, whole_number
 from cloud.core.config import Settings
-from cloud.crud import Actor, workorders
+from cloud.crud import Actor
 from cloud.crud import commands as commands_crud
 from cloud.crud import figures as figures_crud
 from cloud.errors import AccessDenied, InvalidInput, NotFound
@@ -201,7 +201,7 @@ def orders_page(
     lang = language(request)
     rows = [(order, schools.get(order.school_code), views.due_text(order, lang)) for order in orders]
     many_schools = policy.sees_whole_county(user) or policy.manages_team(user)
-    choices = crud.list_schools(session, user=user) if many_schools else []
+    choices = registry.list_schools(session, user=user) if many_schools else []
     return render(
         request,
         "orders.html",
@@ -223,7 +223,7 @@ def order_page(request: Request, order_id: RowId, user: WebUser, session: Sessio
     device = None
     if order.device_id is not None:
         try:
-            found = crud.get_device(session, user=user, device_id=order.device_id)
+            found = registry.get_device(session, user=user, device_id=order.device_id)
         except NotFound:
             found = None
         if found is not None:
@@ -376,16 +376,16 @@ def school_page(
     page: Page = 1,
 ) -> Response:
     """A school's classrooms with their devices' live status, its open orders and recent alarms."""
-    school = crud.read_school(session, user=user, code=code)
-    devices, _ = crud.list_devices(session, user=user, school_code=code)
+    school = registry.read_school(session, user=user, code=code)
+    devices, _ = registry.list_devices(session, user=user, school_code=code)
     shown = views.device_views(session, devices, _settings(request).gateway_stale_s)
     counts = {state: sum(1 for d in shown if d.presence == state) for state in ("online", "offline", "unknown")}
     if presence:
         shown = [d for d in shown if d.presence == presence]
     if role:
         shown = [d for d in shown if d.role == role]
-    rooms = {room.id: room for room in crud.list_classrooms(session, user=user, school_code=code)}
-    buildings = {b.id: b for b in crud.list_buildings(session, user=user, school_code=code)}
+    rooms = {room.id: room for room in registry.list_classrooms(session, user=user, school_code=code)}
+    buildings = {b.id: b for b in registry.list_buildings(session, user=user, school_code=code)}
     by_room: dict[int | None, list] = {}
     for device in shown:
         by_room.setdefault(device.classroom_id if device.classroom_id in rooms else None, []).append(device)
@@ -425,7 +425,7 @@ def school_page(
 @router.get("/devices/{device_id}")
 def device_page(request: Request, device_id: str, user: WebUser, session: SessionDep, report: int = 0) -> Response:
     """A device: where it is, its live status, latest health and history; the fault report form."""
-    found = crud.get_device(session, user=user, device_id=device_id)
+    found = registry.get_device(session, user=user, device_id=device_id)
     device = views.device_views(session, [found], _settings(request).gateway_stale_s)[0]
     school = session.get(School, device.school_code)
     building, classroom = views.location(session, device)
@@ -469,7 +469,7 @@ def device_label(request: Request, device_id: str, session: SessionDep) -> Respo
     if "text/html" not in request.headers.get("accept", ""):
         return RedirectResponse(f"{API_PREFIX}/devices/{device_id}", status_code=307)
     user = get_web_user(request, session)
-    crud.get_device(session, user=user, device_id=device_id)
+    registry.get_device(session, user=user, device_id=device_id)
     return RedirectResponse(f"/devices/{device_id}?report=1#report", status_code=303)
 
 
@@ -526,7 +526,7 @@ def alarms_page(
         session, user=user, school_code=school or None, state=state or None, limit=views.PAGE_SIZE, offset=paging.offset
     )
     schools = views.school_zones(session, [a.school_code for a in alarms])
-    choices = crud.list_schools(session, user=user) if policy.sees_whole_county(user) else []
+    choices = registry.list_schools(session, user=user) if policy.sees_whole_county(user) else []
     return render(
         request,
         "alarms.html",
@@ -552,9 +552,9 @@ def _classroom_id(text: str) -> int | None:
 
 def _own_or_chosen_school(session: Session, user: User, school: str) -> School | None:
     if policy.admins_one_school(user):
-        return crud.read_school(session, user=user, code=user.school_code or "")
+        return registry.read_school(session, user=user, code=user.school_code or "")
     if school:
-        return crud.read_school(session, user=user, code=school)
+        return registry.read_school(session, user=user, code=school)
     return None
 
 
@@ -571,7 +571,7 @@ def attendance_page(
     report = None
     if chosen is not None:
         report = crud.daily_attendance(session, user=user, school_code=chosen.code, day=day)
-    choices = crud.list_schools(session, user=user) if policy.sees_whole_county(user) else []
+    choices = registry.list_schools(session, user=user) if policy.sees_whole_county(user) else []
     return render(request, "attendance.html", user, school=chosen, report=report, choices=choices)
 
 
@@ -596,7 +596,7 @@ def roster_page(
             or needle in (e.person_no or "").lower()
         ]
     paging = views.Paging.of(page, len(entries))
-    rooms = crud.list_classrooms(session, user=user, school_code=school_code)
+    rooms = registry.list_classrooms(session, user=user, school_code=school_code)
     return render(
         request,
         "roster.html",
@@ -672,7 +672,7 @@ def roster_import(
 
 
 def _period(date_from: date | None, date_to: date | None, session: Session, user: User) -> tuple[date, date]:
-    schools = crud.list_schools(session, user=user)
+    schools = registry.list_schools(session, user=user)
     today = utcnow().astimezone(i18n.zone(schools[0].timezone if schools else None)).date()
     last = date_to or today
     return date_from or last - timedelta(days=figures_crud.DEFAULT_DAYS - 1), last
@@ -733,10 +733,10 @@ def commands_page(request: Request, user: WebUser, session: SessionDep, school: 
     """Send a command to a school's or a classroom's devices, and follow the recent ones."""
     if not policy.can_command_reach(user):
         raise AccessDenied(f"the role {user.role} sends commands to single devices of its orders only")
-    schools = crud.list_schools(session, user=user)
+    schools = registry.list_schools(session, user=user)
     chosen = school or (user.school_code or "")
-    rooms = crud.list_classrooms(session, user=user, school_code=chosen) if chosen else []
-    buildings = {b.id: b for b in crud.list_buildings(session, user=user, school_code=chosen)} if chosen else {}
+    rooms = registry.list_classrooms(session, user=user, school_code=chosen) if chosen else []
+    buildings = {b.id: b for b in registry.list_buildings(session, user=user, school_code=chosen)} if chosen else {}
     batches = commands_crud.list_batches(session, user=user, limit=views.PAGE_SIZE)
     return render(
         request,

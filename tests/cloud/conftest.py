@@ -16,12 +16,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from cloud import crud
+from cloud import crud, registry
 from cloud.core import security
 from cloud.core.config import Settings
 from cloud.core.db import create_db_engine, upgrade_database
-from cloud.crud import teams
 from cloud.main import create_app
+from cloud.workorders import teams
 
 POSTGRES_HOST = "127.0.0.1"
 POSTGRES_PORT = 5432
@@ -254,8 +254,8 @@ USERS = (
 
 def seed_places(session: Session) -> None:
     """City c1 with district d1; schools s1 and s2 in d1."""
-    crud.create_city(session, actor=CLI, code="c1", name="City 1")
-    crud.create_district(session, actor=CLI, code="d1", city_code="c1", name="District 1")
+    registry.create_city(session, actor=CLI, code="c1", name="City 1")
+    registry.create_district(session, actor=CLI, code="d1", city_code="c1", name="District 1")
 
 
 @pytest.fixture
@@ -264,8 +264,8 @@ def world(client: TestClient, session: Session) -> World:
     seed_places(session)
     gateway_tokens, gateway_ids = {}, {}
     for code in ("s1", "s2"):
-        crud.create_school(session, actor=CLI, code=code, name=f"School {code}", district_code="d1")
-        gateway, token = crud.create_gateway(session, actor=CLI, school_code=code)
+        registry.create_school(session, actor=CLI, code=code, name=f"School {code}", district_code="d1")
+        gateway, token = registry.create_gateway(session, actor=CLI, school_code=code)
         gateway_tokens[code], gateway_ids[code] = token, gateway.id
     user_tokens = {}
     for username, role, school, district in USERS:

@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from cloud import crud
+from cloud import crud, registry
 from cloud.core import security
 from cloud.core.db import create_db_engine
 from simulator.stack import CloudServer, http_json
@@ -55,11 +55,11 @@ def _seed(engine: Engine) -> dict[str, str]:
     with Session(engine) as session:
         seed_places(session)
         for code in ("s1", "s2"):
-            crud.create_school(session, actor=CLI, code=code, name=f"School {code}", district_code="d1")
-        gateway, tokens["gateway"] = crud.create_gateway(session, actor=CLI, school_code="s1")
-        building = crud.create_building(session, actor=CLI, school_code="s1", name="Main")
+            registry.create_school(session, actor=CLI, code=code, name=f"School {code}", district_code="d1")
+        gateway, tokens["gateway"] = registry.create_gateway(session, actor=CLI, school_code="s1")
+        building = registry.create_building(session, actor=CLI, school_code="s1", name="Main")
         assert building.id is not None
-        crud.create_classroom(session, actor=CLI, building_id=building.id, name="101", grade=1, class_label="1-1")
+        registry.create_classroom(session, actor=CLI, building_id=building.id, name="101", grade=1, class_label="1-1")
         for username, role, school in (("county", "county_admin", None), ("admin1", "school_admin", "s1")):
             user = crud.create_user(
                 session, actor=CLI, username=username, password=PASSWORD, role=role, school_code=school

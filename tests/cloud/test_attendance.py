@@ -2,7 +2,7 @@
 
 import pytest
 
-from cloud import crud
+from cloud import crud, registry
 from tests.cloud.conftest import CLI, DEVICE_A, DEVICE_B, TS, tap
 
 API = "/api/v1"
@@ -16,9 +16,11 @@ def database_url(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def classroom(world, session, sync):
-    building = crud.create_building(session, actor=CLI, school_code="s1", name="Main")
-    room = crud.create_classroom(session, actor=CLI, building_id=building.id, name="101", grade=3, class_label="3-2")
-    crud.create_classroom(session, actor=CLI, building_id=building.id, name="102")
+    building = registry.create_building(session, actor=CLI, school_code="s1", name="Main")
+    room = registry.create_classroom(
+        session, actor=CLI, building_id=building.id, name="101", grade=3, class_label="3-2"
+    )
+    registry.create_classroom(session, actor=CLI, building_id=building.id, name="102")
     batch = [
         tap(1, DEVICE_A, card="p-1"),
         tap(2, DEVICE_A, card="p-1", ts=TS + 60),
@@ -27,7 +29,7 @@ def classroom(world, session, sync):
         tap(5, DEVICE_B, card="p-4"),
     ]
     assert sync(batch).json()["rejected"] == []
-    crud.update_device(session, actor=CLI, device_id=DEVICE_A, changes={"classroom_id": room.id})
+    registry.update_device(session, actor=CLI, device_id=DEVICE_A, changes={"classroom_id": room.id})
     for n, card in enumerate(("p-1", "p-2", "p-5", "p-6"), start=1):
         crud.create_roster_entry(
             session,

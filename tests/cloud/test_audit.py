@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 from sqlmodel import Session, select
 
-from cloud import crud
+from cloud import crud, registry
 from cloud.models import AuditEntry
 from tests.cloud.conftest import CLI, DEVICE_A, PASSWORD, tap
 
@@ -83,8 +83,8 @@ def test_cli_and_login_are_recorded(client, world, session):
 
 
 def test_audit_log_readers(client, world, session):
-    crud.create_district(session, actor=CLI, code="d2", city_code="c1", name="D2")
-    crud.create_school(session, actor=CLI, code="s9", name="S9", district_code="d2")
+    registry.create_district(session, actor=CLI, code="d2", city_code="c1", name="D2")
+    registry.create_school(session, actor=CLI, code="s9", name="S9", district_code="d2")
     crud.create_user(session, actor=CLI, username="aud1", password=PASSWORD, role="auditor", district_code="d1")
     auditor = crud.get_user_by_username(session, username="aud1")
     token, _ = crud.create_auth_token(session, user=auditor, ttl=timedelta(hours=1))

@@ -21,12 +21,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
-from cloud import crud, policy
+from cloud import crud, policy, registry, workorders
 from cloud.core import security
 from cloud.core.config import Settings
-from cloud.crud import teams, workorders
 from cloud.main import create_app
 from cloud.models import Role
+from cloud.workorders import teams
 from tests.cloud.conftest import PASSWORD, TS, DatabasePool, tap
 
 API = "/api/v1"
@@ -82,11 +82,11 @@ def env(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[Env]:
 
 
 def _seed(client: TestClient, session: Session) -> Env:
-    crud.create_city(session, actor=CLI, code="c1", name="City")
+    registry.create_city(session, actor=CLI, code="c1", name="City")
     tokens = {}
     for school, district in TENANTS.values():
-        crud.create_district(session, actor=CLI, code=district, city_code="c1", name=district)
-        crud.create_school(session, actor=CLI, code=school, name=school, district_code=district)
+        registry.create_district(session, actor=CLI, code=district, city_code="c1", name=district)
+        registry.create_school(session, actor=CLI, code=school, name=school, district_code=district)
     for person, (role, school, district) in {**PEOPLE, "tech_other": (Role.TECHNICIAN, None, None)}.items():
         user = crud.create_user(
             session,
@@ -100,7 +100,7 @@ def _seed(client: TestClient, session: Session) -> Env:
         tokens[person], _ = crud.create_auth_token(session, user=user, ttl=timedelta(hours=2))
     env = Env(client=client, session=session, tokens=tokens)
     for tenant, (school, _) in TENANTS.items():
-        gateway, token = crud.create_gateway(session, actor=CLI, school_code=school)
+        gateway, token = registry.create_gateway(session, actor=CLI, school_code=school)
         device = DEVICES[school]
         synced = client.post(
             f"{API}/gateway/sync",
@@ -108,8 +108,8 @@ def _seed(client: TestClient, session: Session) -> Env:
             headers={"Authorization": f"Bearer {token}"},
         )
         assert synced.json()["confirmed"] == [1]
-        building = crud.create_building(session, actor=CLI, school_code=school, name="Main")
-        room = crud.create_classroom(session, actor=CLI, building_id=building.id, name="101")
+        building = registry.create_building(session, actor=CLI, school_code=school, name="Main")
+        room = registry.create_classroom(session, actor=CLI, building_id=building.id, name="101")
         team = teams.create_team(
             session,
             actor=CLI,
@@ -142,13 +142,13 @@ def env_district(tenant: str) -> str:
 
 
 def _fresh_building(env: Env, target: dict[str, Any]) -> int:
-    building = crud.create_building(env.session, actor=CLI, school_code=target["school"], name=secrets.token_hex(4))
+    building = registry.create_building(env.session, actor=CLI, school_code=target["school"], name=secrets.token_hex(4))
     return building.id
 
 
 def _fresh_device(env: Env, target: dict[str, Any]) -> str:
     device_id = f"esp32-{secrets.token_hex(6)}"
-    crud.create_device(env.session, actor=CLI, fields={"id": device_id, "school_code": target["school"]})
+    registry.create_device(env.session, actor=CLI, fields={"id": device_id, "school_code": target["school"]})
     return device_id
 
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 from sqlmodel import Session
 
-from cloud import cli, crud
+from cloud import cli, crud, registry
 from cloud.core.db import create_db_engine
 
 
@@ -38,8 +38,8 @@ def test_admin_commands_set_up_a_school(url, sqlite_url, capsys, monkeypatch):
     engine = create_db_engine(sqlite_url)
     try:
         with Session(engine) as session:
-            assert crud.get_school(session, code="s9").name == "No. 9 Primary"
-            assert crud.gateway_for_token(session, token=credentials["token"]).id == credentials["gateway_id"]
+            assert registry.get_school(session, code="s9").name == "No. 9 Primary"
+            assert registry.gateway_for_token(session, token=credentials["token"]).id == credentials["gateway_id"]
             user = crud.authenticate(session, username="head9", password="from-the-environment")
             assert (user.role, user.school_code) == ("school_admin", "s9")
     finally:
@@ -86,7 +86,7 @@ def test_places_and_people_of_a_district(url, sqlite_url, capsys):
     engine = create_db_engine(sqlite_url)
     try:
         with Session(engine) as session:
-            assert crud.get_school(session, code="S001").district_code == "d1"
+            assert registry.get_school(session, code="S001").district_code == "d1"
             bureau = crud.get_user_by_username(session, username="bureau")
             assert (bureau.role, bureau.district_code, bureau.school_code) == ("county_admin", "d1", None)
             assert crud.get_user_by_username(session, username="head").school_code == "S001"

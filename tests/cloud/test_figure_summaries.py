@@ -16,8 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from sqlmodel import Session, func, select
 
-from cloud import crud
-from cloud.crud import teams
+from cloud import crud, registry
 from cloud.crud.figures import figures
 from cloud.crud.summaries import summary_state
 from cloud.models import (
@@ -30,6 +29,7 @@ from cloud.models import (
     UsageDay,
     User,
 )
+from cloud.workorders import teams
 from tests.cloud.conftest import CLI
 
 START = date(2026, 1, 5)  # a Monday
@@ -124,8 +124,8 @@ class History:
 # School s3 in another time zone than s1 and s2, or in theirs.
 @pytest.fixture(params=["Europe/London", "Asia/Shanghai"])
 def county(world, crew, session, request):
-    crud.create_district(session, actor=CLI, code="d2", city_code="c1", name="District 2")
-    crud.create_school(session, actor=CLI, code="s3", name="School s3", district_code="d2", timezone=request.param)
+    registry.create_district(session, actor=CLI, code="d2", city_code="c1", name="District 2")
+    registry.create_school(session, actor=CLI, code="s3", name="School s3", district_code="d2", timezone=request.param)
     boards = teams.create_team(session, actor=CLI, name="Boards", districts=["d1", "d2"], device_roles=["blackboard"])
     devices = []
     for n, school in enumerate(("s1", "s1", "s2", "s3") * 3):

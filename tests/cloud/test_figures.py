@@ -21,8 +21,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from openpyxl import load_workbook
 
-from cloud import crud
-from cloud.crud import workorders
+from cloud import registry, workorders
 from tests.cloud.conftest import CLI, DEVICE_A, DEVICE_B, DEVICE_C, record
 
 API = "/api/v1"
@@ -62,9 +61,9 @@ def local(hour: int) -> datetime:
 
 @pytest.fixture
 def county(client, session, crew, sync):
-    building = crud.create_building(session, actor=CLI, school_code="s1", name="Main")
+    building = registry.create_building(session, actor=CLI, school_code="s1", name="Main")
     rooms = [
-        crud.create_classroom(session, actor=CLI, building_id=building.id, name=n).id for n in ("101", "102", "103")
+        registry.create_classroom(session, actor=CLI, building_id=building.id, name=n).id for n in ("101", "102", "103")
     ]
     records = [
         record(1, "birth", DEVICE_A, ts=at(7), role="blackboard", fw="1", app="1"),
@@ -81,7 +80,7 @@ def county(client, session, crew, sync):
         records.append(record(gseq, "telemetry", device, ts=at(hour), readings={"power": 1, "usage_h": usage}))
     assert not sync(records).json()["rejected"]
     for device, room in ((DEVICE_A, rooms[0]), (DEVICE_B, rooms[1])):
-        crud.update_device(session, actor=CLI, device_id=device, changes={"classroom_id": room})
+        registry.update_device(session, actor=CLI, device_id=device, changes={"classroom_id": room})
     fixed = workorders.report_fault(session, actor=CLI, device_id=DEVICE_B, description="x", now=local(10))
     workorders.transition(session, actor=CLI, order_id=fixed.id, action="accept", now=local(10))
     workorders.transition(session, actor=CLI, order_id=fixed.id, action="resolve", notes="ok", now=local(12))

@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, func, select
 
-from cloud import cli, crud
+from cloud import cli, crud, registry
 from cloud.core.config import Settings
 from cloud.main import create_app, maintenance_once
 from cloud.models import AuditEntry, HealthHourly, HealthSample, SyncRecordIn, TelemetrySample, utcnow
@@ -139,8 +139,8 @@ def test_the_app_runs_maintenance_on_its_own(database_url):
     with TestClient(create_app(settings)) as client:
         engine = client.app.state.engine
         with Session(engine) as session:
-            crud.create_school(session, actor=crud.Actor.cli("t"), code="s1", name="S1")
-            gateway, _ = crud.create_gateway(session, actor=crud.Actor.cli("t"), school_code="s1")
+            registry.create_school(session, actor=crud.Actor.cli("t"), code="s1", name="S1")
+            gateway, _ = registry.create_gateway(session, actor=crud.Actor.cli("t"), school_code="s1")
             crud.apply_sync_batch(
                 session, gateway=gateway, records=[SyncRecordIn.model_validate(health(1, ts=TS, heap=1))]
             )

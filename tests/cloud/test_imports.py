@@ -9,7 +9,7 @@ import openpyxl
 import pytest
 from sqlmodel import Session, select
 
-from cloud import cli, crud
+from cloud import cli, crud, registry
 from cloud.core.db import create_db_engine
 from cloud.models import AuditEntry, Device
 from tests.cloud.conftest import CLI, DEVICE_A, DEVICE_B, DEVICE_C
@@ -25,8 +25,8 @@ def database_url(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def rooms(session, world):
-    building = crud.create_building(session, actor=CLI, school_code="s1", name="Main")
-    return crud.create_classroom(session, actor=CLI, building_id=building.id, name="101")
+    building = registry.create_building(session, actor=CLI, school_code="s1", name="Main")
+    return registry.create_classroom(session, actor=CLI, building_id=building.id, name="101")
 
 
 def _upload(client, world, data: bytes, user="county", name="devices.csv", **params):
@@ -101,7 +101,7 @@ def test_xlsx_with_dates_numbers_and_new_rooms(client, world, session):
     session.rollback()
     a, b = session.get(Device, DEVICE_A), session.get(Device, DEVICE_B)
     assert (a.serial, a.purchase_date, b.serial) == ("12345", date(2025, 3, 1), "777")
-    rooms = crud.list_classrooms(session, user=crud.get_user_by_username(session, username="admin1"))
+    rooms = registry.list_classrooms(session, user=crud.get_user_by_username(session, username="admin1"))
     assert sorted(room.name for room in rooms) == ["201", "202"]
 
 

@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 from sqlmodel import Session
 
-from cloud import crud
+from cloud import crud, registry
 from cloud.models import Device, Gateway, utcnow
 from tests.cloud.conftest import DEVICE_A, DEVICE_C, record
 
@@ -52,7 +52,7 @@ def test_devices_of_a_silent_gateway_are_unknown(client, world, sync, session):
 
 def test_device_never_synced_is_unknown_and_threshold_is_a_setting(world, session):
     session.rollback()
-    crud.create_device(session, actor=crud.Actor.cli("t"), fields={"id": DEVICE_A, "school_code": "s1"})
+    registry.create_device(session, actor=crud.Actor.cli("t"), fields={"id": DEVICE_A, "school_code": "s1"})
     device = session.get(Device, DEVICE_A)
     gateway = session.get(Gateway, world.gateway_ids["s1"])
     gateway.last_sync_at = utcnow() - timedelta(seconds=30)
@@ -60,5 +60,5 @@ def test_device_never_synced_is_unknown_and_threshold_is_a_setting(world, sessio
     session.add_all([gateway, device])
     session.commit()
 
-    assert crud.device_views(session, [device], stale_after=timedelta(seconds=60))[0].presence == "online"
-    assert crud.device_views(session, [device], stale_after=timedelta(seconds=10))[0].presence == "unknown"
+    assert registry.device_views(session, [device], stale_after=timedelta(seconds=60))[0].presence == "online"
+    assert registry.device_views(session, [device], stale_after=timedelta(seconds=10))[0].presence == "unknown"

@@ -2,7 +2,7 @@
 
 import pytest
 
-from cloud import crud
+from cloud import crud, registry
 from tests.cloud.conftest import CLI, DEVICE_A, DEVICE_C, PASSWORD, tap
 
 API = "/api/v1"
@@ -137,8 +137,8 @@ def test_duplicate_names_conflict(client, world):
 
 
 def test_district_county_admin_sees_and_changes_only_their_district(client, world, session):
-    crud.create_district(session, actor=CLI, code="d2", city_code="c1", name="District 2")
-    crud.create_school(session, actor=CLI, code="s3", name="School 3", district_code="d2")
+    registry.create_district(session, actor=CLI, code="d2", city_code="c1", name="District 2")
+    registry.create_school(session, actor=CLI, code="s3", name="School 3", district_code="d2")
     crud.create_user(session, actor=CLI, username="county2", password=PASSWORD, role="county_admin", district_code="d2")
     token = client.post(f"{API}/auth/login", json={"username": "county2", "password": PASSWORD}).json()
     headers = {"Authorization": f"Bearer {token['access_token']}"}

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlmodel import Session
 
-from cloud import crud
+from cloud import crud, registry
 from cloud.errors import AccessDenied, NotFound
 from tests.cloud.conftest import DEVICE_A, DEVICE_B, DEVICE_C, TS, tap
 
@@ -75,9 +75,9 @@ def test_data_layer_enforces_the_scope_itself(client, world, taps, session: Sess
         with pytest.raises(AccessDenied):
             crud.list_attendance_events(session, user=reader)
     with pytest.raises(AccessDenied):
-        crud.list_devices(session, user=admin, school_code="s1")
+        registry.list_devices(session, user=admin, school_code="s1")
     with pytest.raises(NotFound):
-        crud.create_building(session, actor=crud.Actor.of_user(admin), school_code="s1", name="B")
+        registry.create_building(session, actor=crud.Actor.of_user(admin), school_code="s1", name="B")
 
 
 def test_attendance_filters_and_pages(client, world, taps):

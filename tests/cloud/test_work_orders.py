@@ -10,12 +10,13 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
-from cloud import crud
+from cloud import calendars, crud, registry, workorders
 from cloud.core import security
 from cloud.core.config import Settings
-from cloud.crud import Actor, teams, workorders
+from cloud.crud import Actor
 from cloud.main import create_app
 from cloud.models import User
+from cloud.workorders import teams
 from tests.cloud.conftest import CLI, DEVICE_A, DEVICE_B, PASSWORD, DatabasePool, record, seed_places
 
 API = "/api/v1"
@@ -124,8 +125,10 @@ def machine(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[Machin
             seed_places(session)
             tokens = {}
             for code in ("s1", "s2"):
-                crud.create_school(session, actor=CLI, code=code, name=code, district_code="d1")
-            crud.create_device(session, actor=CLI, fields={"id": DEVICE_A, "school_code": "s1", "role": "blackboard"})
+                registry.create_school(session, actor=CLI, code=code, name=code, district_code="d1")
+            registry.create_device(
+                session, actor=CLI, fields={"id": DEVICE_A, "school_code": "s1", "role": "blackboard"}
+            )
             people = {
                 "county": ("county_admin", None),
                 "admin1": ("school_admin", "s1"),
@@ -244,7 +247,7 @@ def _local(day: date, hour: int, minute: int = 0) -> datetime:
 
 def test_sla_clocks_pause_while_pending_and_skip_holidays_and_count_make_up_days(client, session, crew, sync):
     _seed_devices(sync)
-    teams.set_calendar(
+    calendars.set_calendar(
         session,
         actor=CLI,
         scope="d1",

@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from cloud import crud
+from cloud import registry
 from cloud.api.deps import CurrentActor, CurrentUser, RowId, SessionDep
 from cloud.models import BuildingCreate, BuildingPublic, BuildingUpdate
 
@@ -18,20 +18,20 @@ def list_buildings(
     school: Annotated[str | None, Query(description="only this school's buildings")] = None,
 ) -> list[BuildingPublic]:
     """The buildings of the schools the user may see."""
-    buildings = crud.list_buildings(session, user=user, school_code=school)
+    buildings = registry.list_buildings(session, user=user, school_code=school)
     return [BuildingPublic.model_validate(building) for building in buildings]
 
 
 @router.get("/{building_id}")
 def get_building(building_id: RowId, user: CurrentUser, session: SessionDep) -> BuildingPublic:
     """One building."""
-    return BuildingPublic.model_validate(crud.read_building(session, user=user, building_id=building_id))
+    return BuildingPublic.model_validate(registry.read_building(session, user=user, building_id=building_id))
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
 def create_building(body: BuildingCreate, actor: CurrentActor, session: SessionDep) -> BuildingPublic:
     """Add a building to a school."""
-    building = crud.create_building(session, actor=actor, school_code=body.school_code, name=body.name)
+    building = registry.create_building(session, actor=actor, school_code=body.school_code, name=body.name)
     return BuildingPublic.model_validate(building)
 
 
@@ -41,11 +41,11 @@ def update_building(
 ) -> BuildingPublic:
     """Rename a building."""
     changes = body.model_dump(exclude_unset=True)
-    building = crud.update_building(session, actor=actor, building_id=building_id, changes=changes)
+    building = registry.update_building(session, actor=actor, building_id=building_id, changes=changes)
     return BuildingPublic.model_validate(building)
 
 
 @router.delete("/{building_id}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_building(building_id: RowId, actor: CurrentActor, session: SessionDep) -> None:
     """Remove a building without classrooms."""
-    crud.delete_building(session, actor=actor, building_id=building_id)
+    registry.delete_building(session, actor=actor, building_id=building_id)

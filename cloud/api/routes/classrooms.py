@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from cloud import crud
+from cloud import registry
 from cloud.api.deps import CurrentActor, CurrentUser, RowId, SessionDep
 from cloud.models import MAX_ROW_ID, ClassroomCreate, ClassroomPublic, ClassroomUpdate
 
@@ -19,20 +19,20 @@ def list_classrooms(
     building: Annotated[int | None, Query(ge=1, le=MAX_ROW_ID, description="only this building's classrooms")] = None,
 ) -> list[ClassroomPublic]:
     """The classrooms of the schools the user may see."""
-    rooms = crud.list_classrooms(session, user=user, school_code=school, building_id=building)
+    rooms = registry.list_classrooms(session, user=user, school_code=school, building_id=building)
     return [ClassroomPublic.model_validate(room) for room in rooms]
 
 
 @router.get("/{classroom_id}")
 def get_classroom(classroom_id: RowId, user: CurrentUser, session: SessionDep) -> ClassroomPublic:
     """One classroom."""
-    return ClassroomPublic.model_validate(crud.read_classroom(session, user=user, classroom_id=classroom_id))
+    return ClassroomPublic.model_validate(registry.read_classroom(session, user=user, classroom_id=classroom_id))
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
 def create_classroom(body: ClassroomCreate, actor: CurrentActor, session: SessionDep) -> ClassroomPublic:
     """Add a classroom to a building."""
-    room = crud.create_classroom(
+    room = registry.create_classroom(
         session,
         actor=actor,
         building_id=body.building_id,
@@ -49,11 +49,11 @@ def update_classroom(
 ) -> ClassroomPublic:
     """Rename a classroom or change its grade and class."""
     changes = body.model_dump(exclude_unset=True)
-    room = crud.update_classroom(session, actor=actor, classroom_id=classroom_id, changes=changes)
+    room = registry.update_classroom(session, actor=actor, classroom_id=classroom_id, changes=changes)
     return ClassroomPublic.model_validate(room)
 
 
 @router.delete("/{classroom_id}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_classroom(classroom_id: RowId, actor: CurrentActor, session: SessionDep) -> None:
     """Remove a classroom no device or roster entry refers to."""
-    crud.delete_classroom(session, actor=actor, classroom_id=classroom_id)
+    registry.delete_classroom(session, actor=actor, classroom_id=classroom_id)

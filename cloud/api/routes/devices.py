@@ -5,7 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 
-from cloud import crud, labels
+from cloud import crud, labels, registry
 from cloud.api.deps import CurrentActor, CurrentUser, Offset, SessionDep, SettingsDep
 from cloud.api.params import Since, Until
 from cloud.crud import commands
@@ -28,7 +28,7 @@ MAX_HISTORY = 10_000
 
 
 def _view(session, device, settings) -> DevicePublic:
-    return crud.device_views(session, [device], stale_after=timedelta(seconds=settings.gateway_stale_s))[0]
+    return registry.device_views(session, [device], stale_after=timedelta(seconds=settings.gateway_stale_s))[0]
 
 
 @router.get("")
@@ -43,23 +43,23 @@ def list_devices(
     offset: Offset = 0,
 ) -> list[DevicePublic]:
     """Devices the user may see, by id; X-Total-Count says how many match in all."""
-    devices, total = crud.list_devices(
+    devices, total = registry.list_devices(
         session, user=user, school_code=school, classroom_id=classroom, limit=limit, offset=offset
     )
     response.headers["X-Total-Count"] = str(total)
-    return crud.device_views(session, devices, stale_after=timedelta(seconds=settings.gateway_stale_s))
+    return registry.device_views(session, devices, stale_after=timedelta(seconds=settings.gateway_stale_s))
 
 
 @router.get("/{device_id}")
 def get_device(device_id: str, user: CurrentUser, session: SessionDep, settings: SettingsDep) -> DevicePublic:
     """One device."""
-    return _view(session, crud.get_device(session, user=user, device_id=device_id), settings)
+    return _view(session, registry.get_device(session, user=user, device_id=device_id), settings)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
 def create_device(body: DeviceCreate, actor: CurrentActor, session: SessionDep, settings: SettingsDep) -> DevicePublic:
     """Register a device before it first connects."""
-    device = crud.create_device(session, actor=actor, fields=body.model_dump())
+    device = registry.create_device(session, actor=actor, fields=body.model_dump())
     return _view(session, device, settings)
 
 
@@ -69,14 +69,14 @@ def update_device(
 ) -> DevicePublic:
     """Change asset data, bind the device to a classroom (null unbinds), or move it to another school."""
     changes = body.model_dump(exclude_unset=True)
-    device = crud.update_device(session, actor=actor, device_id=device_id, changes=changes)
+    device = registry.update_device(session, actor=actor, device_id=device_id, changes=changes)
     return _view(session, device, settings)
 
 
 @router.delete("/{device_id}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_device(device_id: str, actor: CurrentActor, session: SessionDep) -> None:
     """Remove a device registered by mistake (one with history stays)."""
-    crud.delete_device(session, actor=actor, device_id=device_id)
+    registry.delete_device(session, actor=actor, device_id=device_id)
 
 
 @router.get(
@@ -86,7 +86,7 @@ def delete_device(device_id: str, actor: CurrentActor, session: SessionDep) -> N
 )
 def device_label_svg(device_id: str, user: CurrentUser, session: SessionDep, settings: SettingsDep) -> Response:
     """A printable label: a QR code of <public_base_url>/d/<device id>, with the id and asset tag."""
-    device = crud.get_device(session, user=user, device_id=device_id)
+    device = registry.get_device(session, user=user, device_id=device_id)
     url = labels.device_url(settings.public_base_url, device.id)
     return Response(content=labels.label_svg(url, device), media_type="image/svg+xml")
 
@@ -98,7 +98,7 @@ def device_label_svg(device_id: str, user: CurrentUser, session: SessionDep, set
 )
 def device_label_png(device_id: str, user: CurrentUser, session: SessionDep, settings: SettingsDep) -> Response:
     """The label's QR code alone, as a PNG."""
-    device = crud.get_device(session, user=user, device_id=device_id)
+    device = registry.get_device(session, user=user, device_id=device_id)
     url = labels.device_url(settings.public_base_url, device.id)
     return Response(content=labels.label_png(url), media_type="image/png")
 

@@ -2,13 +2,12 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, HTTPException, Query, UploadFile, status
+from fastapi import APIRouter, File, Query, UploadFile
 
-from cloud import crud
+from cloud import registry
 from cloud.api.deps import CurrentActor, SessionDep, SettingsDep
-from cloud.core.config import Settings
+from cloud.api.uploads import read_upload
 from cloud.models import ImportReport
-from cloud.tabular import Table, read_table
 
 router = APIRouter(prefix="/imports", tags=["registry"])
 
@@ -18,17 +17,6 @@ DEVICE_IMPORT_HELP = (
     "and warranty_end (YYYY-MM-DD), firmware and role are optional. "
     "An empty cell leaves a stored value as it is."
 )
-
-
-def read_upload(upload: UploadFile, settings: Settings) -> Table:
-    """The upload's rows; 413 when it is larger than the service takes."""
-    data = upload.file.read(settings.max_import_bytes + 1)
-    if len(data) > settings.max_import_bytes:
-        raise HTTPException(
-            status_code=status.HTTP_413_CONTENT_TOO_LARGE,
-            detail=f"the file is larger than {settings.max_import_bytes} bytes; split it",
-        )
-    return read_table(data, max_rows=settings.max_import_rows)
 
 
 @router.post("/devices", description=DEVICE_IMPORT_HELP)
@@ -42,4 +30,4 @@ def import_devices(
 ) -> ImportReport:
     """Register or update a device per row; rows with errors are skipped and listed in the report."""
     table = read_upload(file, settings)
-    return crud.import_devices(session, actor=actor, table=table, dry_run=dry_run, create_rooms=create_rooms)
+    return registry.import_devices(session, actor=actor, table=table, dry_run=dry_run, create_rooms=create_rooms)

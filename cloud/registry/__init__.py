@@ -1,0 +1,95 @@
+"""The asset registry: cities, districts, schools, buildings, classrooms, gateways and devices, and the device import.
+
+Reads take the acting `user` and see only what its scope allows; writes take an `actor` and add an audit
+entry in the same transaction as the change.
+"""
+
+from cloud.registry.devices import (
+    create_device,
+    delete_device,
+    device_views,
+    get_device,
+    list_devices,
+    update_device,
+)
+from cloud.registry.gateways import (
+    DEFAULT_GATEWAY_STALE,
+    create_gateway,
+    gateway_for_token,
+    list_gateways,
+    read_gateway,
+    rotate_gateway_token,
+)
+from cloud.registry.imports import import_devices
+from cloud.registry.places import (
+    create_building,
+    create_classroom,
+    delete_building,
+    delete_classroom,
+    list_buildings,
+    list_classrooms,
+    read_building,
+    read_classroom,
+    update_building,
+    update_classroom,
+)
+from cloud.registry.schools import (
+    create_city,
+    create_district,
+    create_school,
+    delete_city,
+    delete_district,
+    delete_school,
+    get_city,
+    get_district,
+    get_school,
+    list_cities,
+    list_districts,
+    list_schools,
+    read_school,
+    update_city,
+    update_district,
+    update_school,
+)
+
+__all__ = [
+    "DEFAULT_GATEWAY_STALE",
+    "create_building",
+    "create_city",
+    "create_classroom",
+    "create_device",
+    "create_district",
+    "create_gateway",
+    "create_school",
+    "delete_building",
+    "delete_city",
+    "delete_classroom",
+    "delete_device",
+    "delete_district",
+    "delete_school",
+    "device_views",
+    "gateway_for_token",
+    "get_city",
+    "get_device",
+    "get_district",
+    "get_school",
+    "import_devices",
+    "list_buildings",
+    "list_cities",
+    "list_classrooms",
+    "list_devices",
+    "list_districts",
+    "list_gateways",
+    "list_schools",
+    "read_building",
+    "read_classroom",
+    "read_gateway",
+    "read_school",
+    "rotate_gateway_token",
+    "update_building",
+    "update_city",
+    "update_classroom",
+    "update_device",
+    "update_district",
+    "update_school",
+]
