@@ -7,8 +7,8 @@ from fastapi import Response
 from openpyxl import Workbook
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
-from cloud.crud import figures as figures_crud
-from cloud.crud.figures import FiguresReport
+from cloud.figures import report as figures_report
+from cloud.figures.report import FiguresReport
 
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
@@ -22,7 +22,7 @@ def figures_csv(report: FiguresReport) -> Response:
     """The figures as CSV: a row per school and a TOTAL row."""
     buffer = io.StringIO()
     csv.writer(buffer).writerows(
-        [["" if value is None else value for value in row] for row in figures_crud.export_rows(report)]
+        [["" if value is None else value for value in row] for row in figures_report.export_rows(report)]
     )
     return Response(
         content=buffer.getvalue().encode("utf-8-sig"),
@@ -37,7 +37,7 @@ def figures_xlsx(report: FiguresReport) -> Response:
     sheet = book.active
     assert sheet is not None
     sheet.title = "figures"
-    for row in figures_crud.export_rows(report):
+    for row in figures_report.export_rows(report):
         # A name stored before names were checked may hold a control character, which a workbook cannot.
         sheet.append([ILLEGAL_CHARACTERS_RE.sub("", value) if isinstance(value, str) else value for value in row])
     buffer = io.BytesIO()

@@ -11,9 +11,10 @@ from sqlmodel import Session, col, delete, select
 
 from cloud import registry
 from cloud.core.db import begin_write
-from cloud.crud import audit, signin, summaries
+from cloud.crud import audit, signin
 from cloud.crud.access import read_scope
 from cloud.crud.common import Actor, as_utc, chunks, dialect_insert
+from cloud.figures import summaries
 from cloud.models import (
     Alarm,
     HealthHourly,

@@ -23,8 +23,8 @@ from cloud.bounds import Day, whole_number
 from cloud.core.config import Settings
 from cloud.crud import Actor
 from cloud.crud import commands as commands_crud
-from cloud.crud import figures as figures_crud
 from cloud.errors import AccessDenied, InvalidInput, NotFound
+from cloud.figures import report as figures_report
 from cloud.models import ACTIVE_STATUSES, MAX_ROW_ID, WORK_ORDER_STATUSES, Role, RosterEntryIn, School, User, utcnow
 from cloud.web import charts, i18n, views
 from cloud.web.render import STATIC, STATIC_TYPES, WebRoute, render
@@ -675,7 +675,7 @@ def _period(date_from: date | None, date_to: date | None, session: Session, user
     schools = registry.list_schools(session, user=user)
     today = utcnow().astimezone(i18n.zone(schools[0].timezone if schools else None)).date()
     last = date_to or today
-    return date_from or last - timedelta(days=figures_crud.DEFAULT_DAYS - 1), last
+    return date_from or last - timedelta(days=figures_report.DEFAULT_DAYS - 1), last
 
 
 @router.get("/county")
@@ -690,7 +690,7 @@ def county_page(
     """The county's figures, their trends, a table per school and the contractors' scorecards."""
     _require_county(user)
     first, last = _period(date_from, date_to, session, user)
-    report = figures_crud.figures(session, user=user, scope="county", date_from=first, date_to=last)
+    report = figures_report.figures(session, user=user, scope="county", date_from=first, date_to=last)
     lang = language(request)
     paging = views.Paging.of(page, len(report.schools))
     return render(

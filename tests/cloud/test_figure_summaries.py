@@ -17,8 +17,8 @@ import pytest
 from sqlmodel import Session, func, select
 
 from cloud import crud, registry
-from cloud.crud.figures import figures
-from cloud.crud.summaries import summary_state
+from cloud.figures.report import figures
+from cloud.figures.summaries import summary_state
 from cloud.models import (
     Device,
     HealthHourly,

@@ -7,8 +7,8 @@ from fastapi import APIRouter, Query, Response
 from cloud.api.deps import CurrentUser, SessionDep
 from cloud.api.exports import XLSX_TYPE, figures_csv, figures_xlsx
 from cloud.api.params import From, ScopeId, To
-from cloud.crud import figures as figures_crud
-from cloud.crud.figures import FiguresReport
+from cloud.figures import report as figures_report
+from cloud.figures.report import FiguresReport
 
 router = APIRouter(prefix="/figures", tags=["figures"])
 
@@ -16,7 +16,7 @@ Scope = Annotated[Literal["county", "school", "contractor"], Query(description="
 
 
 def _report(session, user, scope, scope_id, date_from, date_to) -> FiguresReport:
-    return figures_crud.figures(
+    return figures_report.figures(
         session, user=user, scope=scope, scope_id=scope_id, date_from=date_from, date_to=date_to
     )
 
