@@ -24,7 +24,7 @@ from cloud.core.config import Settings
 from cloud.core.db import create_db_engine, upgrade_database
 from cloud.core.headers import SecurityHeaders
 from cloud.errors import AccessDenied, AlreadyExists, CloudError, InUse, InvalidInput, NotFound
-from cloud.web.routes import router as web_router
+from cloud.web.pages import router as web_router
 
 logger = logging.getLogger(__name__)
 

@@ -7,42 +7,35 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
-from cloud import crud, policy
-from cloud.bounds import whole_number
-from cloud.crud import commands as commands_crud
-from cloud.crud import figures as figures_crud
-from cloud.crud import teams as teams_crud
-from cloud.crud.access import work_order_condition
-from cloud.crud.workorders import TRANSITIONS, list_orders
-from cloud.errors import InvalidInput, NotFound
+from cloud import policy, registry
+from cloud.errors import NotFound
+from cloud.figures import report as figures_report
 from cloud.models import (
     ACTIVE_STATUSES,
-    MAX_ROW_ID,
     Building,
     Classroom,
-    CommandBatch,
     Device,
     DevicePublic,
     School,
     User,
-    WorkOrder,
     WorkOrderPublic,
     utcnow,
 )
 from cloud.web import charts, i18n
+from cloud.workorders import TRANSITIONS, list_orders
+from cloud.workorders import teams as teams_crud
 
 PAGE_SIZE = 20
 # Urgency sorting reads a user's open orders at once; a technician has tens, a county a few thousand.
 MAX_SORTED = 2000
-LIVE_KEYS = 200
 TREND_DAYS = 14
 # Past days' figures barely move; keeping them a few minutes spares the database on every dashboard view.
 TREND_CACHE_S = 300.0
 ACTION_ORDER = ("accept", "start", "pending", "resume", "resolve", "assign", "close", "reopen", "cancel")
 
-_trend_cache: dict[tuple, tuple[float, figures_crud.FiguresReport]] = {}
+_trend_cache: dict[tuple, tuple[float, figures_report.FiguresReport]] = {}
 
 
 @dataclass(frozen=True)
@@ -67,10 +60,8 @@ class Paging:
 
 def school_zones(session: Session, codes: Sequence[str]) -> dict[str, School]:
     """Schools by code, for their names and time zones."""
-    if not codes:
-        return {}
-    rows = session.exec(select(School).where(col(School.code).in_(sorted(set(codes))))).all()
-    return {school.code: school for school in rows}
+    found = {code: registry.get_school(session, code=code) for code in sorted(set(codes))}
+    return {code: school for code, school in found.items() if school is not None}
 
 
 # ---- work orders ---------------------------------------------------------------------------------
@@ -157,73 +148,37 @@ def assignable_technicians(session: Session, user: User) -> list[str]:
     return sorted(names)
 
 
-def location(session: Session, device: Device | DevicePublic | None) -> tuple[Building | None, Classroom | None]:
-    """The building and classroom a device is bound to (the caller has checked the device is visible)."""
+def location(
+    session: Session, user: User, device: Device | DevicePublic | None
+) -> tuple[Building | None, Classroom | None]:
+    """The building and classroom a device the user sees is bound to, as far as the user may see them."""
     if device is None or device.classroom_id is None:
         return None, None
-    classroom = session.get(Classroom, device.classroom_id)
-    building = session.get(Building, classroom.building_id) if classroom is not None else None
+    try:
+        classroom = registry.read_classroom(session, user=user, classroom_id=device.classroom_id)
+    except NotFound:
+        return None, None
+    try:
+        building = registry.read_building(session, user=user, building_id=classroom.building_id)
+    except NotFound:
+        building = None
     return building, classroom
 
 
 def device_views(session: Session, devices: Sequence[Device], stale_s: float) -> list[DevicePublic]:
     """Devices as people see them: unknown while their gateway is silent."""
-    return crud.device_views(session, devices, stale_after=timedelta(seconds=stale_s))
-
-
-# ---- live status ---------------------------------------------------------------------------------
-
-
-def _order_number(text: str) -> int:
-    number = whole_number(text, high=MAX_ROW_ID)
-    if number is None:
-        raise InvalidInput(f"order:{text} names no work order: its id is a number from 1 to {MAX_ROW_ID}")
-    return number
-
-
-def live_status(session: Session, user: User, keys: Sequence[str], lang: str, stale_s: float) -> dict[str, dict]:
-    """Current status of the devices, orders and commands named by `kind:id` keys the user may see."""
-    devices = [k.split(":", 1)[1] for k in keys if k.startswith("device:")]
-    orders = [_order_number(k.split(":", 1)[1]) for k in keys if k.startswith("order:")]
-    batches = [k.split(":", 1)[1] for k in keys if k.startswith("batch:")]
-    result: dict[str, dict] = {}
-    if devices:
-        scope = crud.read_scope(session, user)
-        rows = [
-            d for d in session.exec(select(Device).where(col(Device.id).in_(devices))).all() if scope.allows_device(d)
-        ]
-        for view in crud.device_views(session, rows, stale_after=timedelta(seconds=stale_s)):
-            result[f"device:{view.id}"] = {"text": i18n.translate(lang, view.presence), "cls": f"st-{view.presence}"}
-    if orders:
-        statement = select(WorkOrder.id, WorkOrder.status).where(col(WorkOrder.id).in_(orders))
-        condition = work_order_condition(session, user)
-        if condition is not None:
-            statement = statement.where(condition)
-        for order_id, status in session.exec(statement).all():
-            result[f"order:{order_id}"] = {"text": i18n.translate(lang, f"st_{status}"), "cls": f"st-{status}"}
-    for batch_id in batches:
-        if session.get(CommandBatch, batch_id) is None:
-            continue
-        try:
-            batch = commands_crud.read_batch(session, user=user, batch_id=batch_id, limit=0)
-        except NotFound:
-            continue
-        text = " · ".join(
-            f"{i18n.translate(lang, 'cs_' + state)} {count}" for state, count in batch.states.items() if count
-        )
-        result[f"batch:{batch_id}"] = {"text": text, "cls": ""}
-    return result
+    return registry.device_views(session, devices, stale_after=timedelta(seconds=stale_s))
 
 
 # ---- figures -------------------------------------------------------------------------------------
 
 
-def _cached_report(session: Session, user: User, day: date) -> figures_crud.FiguresReport:
+def _cached_report(session: Session, user: User, day: date) -> figures_report.FiguresReport:
     key = (user.id, user.role, user.district_code, day)
     hit = _trend_cache.get(key)
     if hit is not None and time.monotonic() - hit[0] < TREND_CACHE_S:
         return hit[1]
-    report = figures_crud.figures(session, user=user, scope="county", date_from=day, date_to=day)
+    report = figures_report.figures(session, user=user, scope="county", date_from=day, date_to=day)
     _trend_cache[key] = (time.monotonic(), report)
     return report
 
@@ -232,7 +187,7 @@ def trend(session: Session, user: User, last: date, lang: str) -> list[str]:
     """SVG charts of the county's daily figures over the last days up to `last`: rates, and orders."""
     days = [last - timedelta(days=n) for n in range(TREND_DAYS - 1, -1, -1)]
     reports = [
-        figures_crud.figures(session, user=user, scope="county", date_from=day, date_to=day)
+        figures_report.figures(session, user=user, scope="county", date_from=day, date_to=day)
         if day == last
         else _cached_report(session, user, day)
         for day in days
@@ -275,7 +230,7 @@ class Scorecard:
 
     team_id: int
     name: str
-    figures: figures_crud.Figures
+    figures: figures_report.Figures
     open_orders: int
     overdue: int
 
@@ -286,21 +241,13 @@ def scorecards(session: Session, user: User, date_from: date, date_to: date) -> 
         return []
     now = utcnow()
     cards = []
-    condition = work_order_condition(session, user)
     for team in teams_crud.list_teams(session, user=user):
-        report = figures_crud.figures(
+        report = figures_report.figures(
             session, user=user, scope="contractor", scope_id=str(team.id), date_from=date_from, date_to=date_to
         )
-        statement = select(WorkOrder).where(WorkOrder.team_id == team.id, col(WorkOrder.status).in_(ACTIVE_STATUSES))
-        if condition is not None:
-            statement = statement.where(condition)
-        active = session.exec(statement).all()
+        active, total = list_orders(session, user=user, status=ACTIVE_STATUSES, team_id=team.id, limit=MAX_SORTED)
         overdue = sum(
-            1
-            for order in active
-            if order.status != "pending"
-            and (due := deadline(WorkOrderPublic.model_validate(order, from_attributes=True))) is not None
-            and due < now
+            1 for order in active if order.status != "pending" and (due := deadline(order)) is not None and due < now
         )
-        cards.append(Scorecard(team.id, team.name, report.figures, len(active), overdue))
+        cards.append(Scorecard(team.id, team.name, report.figures, total, overdue))
     return cards
