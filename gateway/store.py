@@ -12,7 +12,7 @@ import sqlite3
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import orjson
 
@@ -77,26 +77,10 @@ class Store:
                 run = []
                 inserted[i] = self._apply(cur, acc, now, result, seen, health)
             self._insert_run(cur, accepted, run, inserted, now, seen, health)
-            result.inserted = inserted
-            cur.executemany("UPDATE device SET last_seen=? WHERE id=?", [(t, d) for d, t in seen.items()])
-            cur.executemany("UPDATE device SET last_health=? WHERE id=?", [(h, d) for d, h in health.items()])
-            bad = list(rejected)
-            if bad:
-                cur.executemany(
-                    "INSERT INTO quarantine(received_at, topic, reason, detail, payload) VALUES (?,?,?,?,?)",
-                    [(now, r.topic, r.reason, r.detail, r.payload) for r in bad],
-                )
-                cur.execute(
-                    "DELETE FROM quarantine WHERE id <= (SELECT MAX(id) FROM quarantine) - ?",
-                    (QUARANTINE_KEEP,),
-                )
-            cur.execute("COMMIT")
+            self._finish(cur, now, seen, health, list(rejected))
         except BaseException as exc:
-            self._abandon(reload=True)
-            failure = unwritable(exc)
-            if failure is not None and failure is not exc:
-                raise failure from exc
-            raise
+            self._fail(exc)
+        result.inserted = inserted
         self._pending += sum(inserted) + self._presence_added
         self._presence_added = 0
         return result
@@ -130,28 +114,34 @@ class Store:
                     result.refused.append(i)
                     bad.append(quarantined(acc, school, f"{type(exc).__name__}: {exc}"))
                 cur.execute("RELEASE record")
-            result.inserted = inserted
-            cur.executemany("UPDATE device SET last_seen=? WHERE id=?", [(t, d) for d, t in seen.items()])
-            cur.executemany("UPDATE device SET last_health=? WHERE id=?", [(h, d) for d, h in health.items()])
-            if bad:
-                cur.executemany(
-                    "INSERT INTO quarantine(received_at, topic, reason, detail, payload) VALUES (?,?,?,?,?)",
-                    [(now, r.topic, r.reason, r.detail, r.payload) for r in bad],
-                )
-                cur.execute(
-                    "DELETE FROM quarantine WHERE id <= (SELECT MAX(id) FROM quarantine) - ?",
-                    (QUARANTINE_KEEP,),
-                )
-            cur.execute("COMMIT")
+            self._finish(cur, now, seen, health, bad)
         except BaseException as exc:
-            self._abandon(reload=True)
-            failure = unwritable(exc)
-            if failure is not None and failure is not exc:
-                raise failure from exc
-            raise
+            self._fail(exc)
+        result.inserted = inserted
         self._pending += sum(inserted) + self._presence_added
         self._presence_added = 0
         return result
+
+    def _finish(self, cur: sqlite3.Cursor, now: float, seen: dict[str, float], health: dict[str, str],
+                bad: list[Rejected]) -> None:
+        """Write a batch's device marks and quarantined messages, and commit its transaction."""
+        cur.executemany("UPDATE device SET last_seen=? WHERE id=?", [(t, d) for d, t in seen.items()])
+        cur.executemany("UPDATE device SET last_health=? WHERE id=?", [(h, d) for d, h in health.items()])
+        if bad:
+            cur.executemany(
+                "INSERT INTO quarantine(received_at, topic, reason, detail, payload) VALUES (?,?,?,?,?)",
+                [(now, r.topic, r.reason, r.detail, r.payload) for r in bad],
+            )
+            cur.execute("DELETE FROM quarantine WHERE id <= (SELECT MAX(id) FROM quarantine) - ?", (QUARANTINE_KEEP,))
+        cur.execute("COMMIT")
+
+    def _fail(self, exc: BaseException) -> NoReturn:
+        """Undo a failed batch (memory too) and raise why: StoreUnwritable when the store itself failed."""
+        self._abandon(reload=True)
+        failure = unwritable(exc)
+        if failure is not None and failure is not exc:
+            raise failure from exc
+        raise exc
 
     def _forget(self, device: str, before: tuple[Any, ...], result: CommitResult, seen: dict[str, float],
                 health: dict[str, str]) -> None:
