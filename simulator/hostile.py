@@ -73,6 +73,15 @@ def flood_writes(school: str, device: str, qos: int) -> list[tuple[bytes, int]]:
     return writes
 
 
+def _drain(sock: socket.socket) -> None:
+    """Read and drop what the broker sends until the socket ends or the flooder closes it."""
+    try:
+        while sock.recv(1 << 16):
+            pass
+    except OSError:
+        pass  # closed under the reader by the flooder when it stops
+
+
 def flood(port: int, school: str, device: str, password: str, qos: int, stop: Event, sent: Synchronized) -> None:
     """A device with valid credentials sending taps as fast as a socket takes them until `stop` is set;
     `sent` counts the messages written so far."""
@@ -83,7 +92,7 @@ def flood(port: int, school: str, device: str, password: str, qos: int, stop: Ev
     if sock.recv(4)[3] != 0:
         raise ConnectionRefusedError(f"the broker refused {device}'s login")
     # The broker's PUBACKs are read and thrown away, so that its writes to this socket never block.
-    threading.Thread(target=lambda: [None for _ in iter(lambda: sock.recv(1 << 16), b"")], daemon=True).start()
+    threading.Thread(target=_drain, args=(sock,), daemon=True).start()
     while not stop.is_set():
         for data, count in writes:
             sock.sendall(data)
