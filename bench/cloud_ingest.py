@@ -43,8 +43,6 @@ from typing import Any
 
 import orjson
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 POSTGRES = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 SYNC_PATH = "/api/v1/gateway/sync"
 # A classroom's devices: a third are attendance terminals, a third environment sensors, a third blackboards.

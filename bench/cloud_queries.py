@@ -48,11 +48,10 @@ from urllib.parse import urlencode
 
 import orjson
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from cloud.servicetime import Calendar
+from cloud.workorders import SLA_HOURS, fault_levels, priority_of
 
-from bench.cloud_ingest import POSTGRES, Cloud, Database, admin  # noqa: E402
-from cloud.servicetime import Calendar  # noqa: E402
-from cloud.workorders import SLA_HOURS, fault_levels, priority_of  # noqa: E402
+from cloud_ingest import POSTGRES, Cloud, Database, admin
 
 PASSWORD = "bench-password-1"
 ROLES = ("attendance", "sensor", "blackboard")

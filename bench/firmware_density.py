@@ -29,13 +29,11 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from protocol import messages, topics  # noqa: E402
-from simulator.firmware import FirmwareProcess, write_device_config  # noqa: E402
-from simulator.hwbus import HardwareBus, HardwareBusError  # noqa: E402
-from simulator.observer import Observer  # noqa: E402
-from simulator.stack import Mosquitto  # noqa: E402
+from protocol import messages, topics
+from simulator.firmware import FirmwareProcess, write_device_config
+from simulator.hwbus import HardwareBus, HardwareBusError
+from simulator.observer import Observer
+from simulator.stack import Mosquitto
 
 SCHOOL = "DENS1"
 TAP_EVERY_S = 0.05

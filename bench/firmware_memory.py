@@ -32,21 +32,19 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from protocol import messages, topics  # noqa: E402
-from simulator.display import VirtualDisplay  # noqa: E402
-from simulator.firmware import (  # noqa: E402
+from protocol import messages, topics
+from simulator.display import VirtualDisplay
+from simulator.firmware import (
     EXIT_RESTART,
     FirmwareProcess,
     compiled_modules,
     micropython_binary,
     write_device_config,
 )
-from simulator.hwbus import HardwareBus  # noqa: E402
-from simulator.observer import Observer  # noqa: E402
-from simulator.ota import build_bundle  # noqa: E402
-from simulator.stack import Mosquitto  # noqa: E402
+from simulator.hwbus import HardwareBus
+from simulator.observer import Observer
+from simulator.ota import build_bundle
+from simulator.stack import Mosquitto
 
 SCHOOL = "MEM1"
 DEVICE = "esp32-00aa00bb00cc"

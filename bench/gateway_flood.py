@@ -28,11 +28,9 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from gateway.config import BrokerSettings  # noqa: E402
-from simulator.hostile import FloodedSchool, Flooder, QuietDevice, latency_figures  # noqa: E402
-from simulator.stack import wait_for  # noqa: E402
+from gateway.config import BrokerSettings
+from simulator.hostile import FloodedSchool, Flooder, QuietDevice, latency_figures
+from simulator.stack import wait_for
 
 SCHOOL = "BENCHF1"
 LOUD = "esp32-aaaaaaaaaaaa"

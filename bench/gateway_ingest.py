@@ -34,10 +34,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from protocol import messages, topics  # noqa: E402
-from simulator.stack import GatewayProcess, Mosquitto, free_port, wait_for  # noqa: E402
+from protocol import messages, topics
+from simulator.stack import GatewayProcess, Mosquitto, free_port, wait_for
 
 SCHOOL = "BENCH1"
 EVENT_SHARE = 0.4

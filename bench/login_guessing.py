@@ -31,14 +31,13 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from cloud import crud
+from cloud.core import security
+from cloud.core.config import Settings
+from cloud.core.db import create_db_engine, upgrade_database
+from cloud.models import utcnow
 
-from bench.cloud_ingest import Database  # noqa: E402
-from cloud import crud  # noqa: E402
-from cloud.core import security  # noqa: E402
-from cloud.core.config import Settings  # noqa: E402
-from cloud.core.db import create_db_engine, upgrade_database  # noqa: E402
-from cloud.models import utcnow  # noqa: E402
+from cloud_ingest import Database
 
 PASSWORD = "owner-password-1"
 OWNER = "203.0.113.20"

@@ -30,10 +30,8 @@ import tempfile
 import threading
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from simulator.runner import run_scenario  # noqa: E402
-from simulator.scenario import Scenario  # noqa: E402
+from simulator.runner import run_scenario
+from simulator.scenario import Scenario
 
 # The simulator holds a thread per device link; their stacks need little.
 THREAD_STACK = 512 * 1024
