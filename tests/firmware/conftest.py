@@ -4,7 +4,6 @@ gateway (simulator/observer.py) and a launcher for real firmware VMs."""
 from __future__ import annotations
 
 import itertools
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,10 +14,7 @@ from simulator.firmware import FirmwareProcess, write_device_config
 from simulator.hwbus import HardwareBus
 from simulator.observer import Observer
 from simulator.stack import Mosquitto
-
-SCHOOL = "T001"
-DEVICE = "esp32-a1b2c3d4e5f6"
-WAIT_S = 20.0
+from tests.firmware.helpers import DEVICE, SCHOOL
 
 
 @pytest.fixture
@@ -94,14 +90,3 @@ def display(hwbus: HardwareBus) -> Iterator[Any]:
     hwbus.on_output = None
     panel.stop()
 
-
-def poll(condition: Callable[[], Any], timeout: float = WAIT_S, what: str = "condition") -> Any:
-    """Poll `condition` until it is truthy; its value. AssertionError on timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)

@@ -10,7 +10,7 @@ import pytest
 from protocol import messages, topics
 from simulator.firmware import EXIT_RESTART
 from simulator.observer import Observer
-from tests.firmware.conftest import DEVICE, SCHOOL, WAIT_S
+from tests.firmware.helpers import DEVICE, SCHOOL, WAIT_S
 
 pytestmark = pytest.mark.slow
 

@@ -6,7 +6,7 @@ import json
 import time
 
 from protocol import messages, topics
-from tests.firmware.conftest import DEVICE, SCHOOL, WAIT_S, poll
+from tests.firmware.helpers import DEVICE, SCHOOL, WAIT_S, poll
 
 
 def _cmd(observer, cid, name, args=None, exp_in=60):

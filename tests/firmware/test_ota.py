@@ -15,7 +15,7 @@ import pytest
 from protocol import messages, topics
 from simulator.firmware import EXIT_RESTART, FirmwareProcess
 from simulator.ota import build_bundle
-from tests.firmware.conftest import DEVICE, WAIT_S
+from tests.firmware.helpers import DEVICE, WAIT_S
 
 OLD = "0.1.0"
 NEW = "0.2.0"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from protocol import messages, topics
-from tests.firmware.conftest import DEVICE, WAIT_S, poll
+from tests.firmware.helpers import DEVICE, WAIT_S, poll
 
 
 def _telemetry(observer, where, timeout=WAIT_S):
