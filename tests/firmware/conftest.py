@@ -89,4 +89,3 @@ def display(hwbus: HardwareBus) -> Iterator[Any]:
     yield panel
     hwbus.on_output = None
     panel.stop()
-
