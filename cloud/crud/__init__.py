@@ -36,16 +36,13 @@ from cloud.crud.history import (
 )
 from cloud.crud.operations import OperationsReport, run_operations
 from cloud.crud.signin import SignInPolicy, SignInResult, sign_in, unlock_sign_in
-from cloud.crud.sync import RecordRejected, apply_sync_batch, parse_sync_record
 
 __all__ = [
     "Actor",
     "OperationsReport",
-    "RecordRejected",
     "Scope",
     "SignInPolicy",
     "SignInResult",
-    "apply_sync_batch",
     "authenticate",
     "create_auth_token",
     "create_roster_entry",
@@ -62,7 +59,6 @@ __all__ = [
     "list_health_samples",
     "list_roster",
     "list_telemetry",
-    "parse_sync_record",
     "personal_data_school",
     "prune_history",
     "read_scope",

@@ -2,7 +2,7 @@
 moved through their lifecycle against SLA clocks, escalated before deadlines, verified by the device.
 docs/work-orders.md describes the rules for people; docs/architecture.md how an alarm becomes an order."""
 
-# The data layer (cloud.crud's sync and operations) names these while it loads, and loading the rest of
+# The data layer (cloud.crud's operations) names these while it loads, and loading the rest of
 # this package loads the data layer: so they come first.
 from cloud.workorders.signals import DEFAULT_POLICY, FaultPolicy, FaultSignal, alarm_key  # isort: split
 

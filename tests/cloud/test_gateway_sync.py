@@ -8,7 +8,6 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlmodel import Session, func, select
 
-from cloud import crud
 from cloud.models import (
     Alarm,
     AttendanceEvent,
@@ -20,7 +19,8 @@ from cloud.models import (
     SyncRecordIn,
     TelemetrySample,
 )
-from tests.cloud.conftest import BOOT, DEVICE_A, DEVICE_B, DEVICE_C, TS, record, tap
+from cloud.sync import apply_sync_batch
+from tests.cloud.helpers import BOOT, DEVICE_A, DEVICE_B, DEVICE_C, TS, record, tap
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -232,7 +232,7 @@ def test_concurrent_copies_of_a_batch_count_once(engine, session, world):
     def push(_: int) -> list[int]:
         with Session(engine) as own:
             gateway = own.get(Gateway, world.gateway_ids["s1"])
-            return crud.apply_sync_batch(own, gateway=gateway, records=records).confirmed
+            return apply_sync_batch(own, gateway=gateway, records=records).confirmed
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(push, range(4)))

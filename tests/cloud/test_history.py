@@ -13,7 +13,8 @@ from cloud import cli, crud, registry
 from cloud.core.config import Settings
 from cloud.main import create_app, maintenance_once
 from cloud.models import AuditEntry, HealthHourly, HealthSample, SyncRecordIn, TelemetrySample, utcnow
-from tests.cloud.conftest import DEVICE_A, DEVICE_B, TS, record
+from cloud.sync import apply_sync_batch
+from tests.cloud.helpers import DEVICE_A, DEVICE_B, TS, record
 
 HOUR = 3600
 
@@ -141,7 +142,7 @@ def test_the_app_runs_maintenance_on_its_own(database_url):
         with Session(engine) as session:
             registry.create_school(session, actor=crud.Actor.cli("t"), code="s1", name="S1")
             gateway, _ = registry.create_gateway(session, actor=crud.Actor.cli("t"), school_code="s1")
-            crud.apply_sync_batch(
+            apply_sync_batch(
                 session, gateway=gateway, records=[SyncRecordIn.model_validate(health(1, ts=TS, heap=1))]
             )
         deadline = time.monotonic() + 10

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 
 from cloud.core.config import SYNC_RECORD_BYTES, Settings
-from cloud.crud.sync import MAX_DOCUMENT_BYTES, MAX_DOCUMENT_DEPTH
+from cloud.sync.records import MAX_DOCUMENT_BYTES, MAX_DOCUMENT_DEPTH
 from protocol import messages
-from tests.cloud.conftest import DEVICE_A, DEVICE_B, TS, record, tap
+from tests.cloud.helpers import DEVICE_A, DEVICE_B, TS, record, tap
 
 SYNC = "/api/v1/gateway/sync"
 

@@ -22,9 +22,9 @@ from fastapi.testclient import TestClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cloud.crud.sync import RecordRejected, _parse_tap, parse_sync_record
 from cloud.models import SyncBatch, SyncRecordIn
-from tests.cloud.conftest import BOOT, DEVICE_A, TS, record, tap
+from cloud.sync.records import RecordRejected, _parse_tap, parse_sync_record
+from tests.cloud.helpers import BOOT, DEVICE_A, TS, record, tap
 
 SYNC = "/api/v1/gateway/sync"
 GOOD = {"gseq": 1, "kind": "attendance", "device": DEVICE_A, "boot": BOOT, "seq": 1, "ts": TS, "body": {"card": "p"}}

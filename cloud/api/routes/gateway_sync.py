@@ -15,10 +15,10 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from cloud import crud
 from cloud.api.deps import ClientIP, CurrentGateway, SessionDep, SettingsDep
 from cloud.crud import commands
 from cloud.models import MAX_BIGINT, Downlink, SyncBatch, SyncRecordIn, SyncResult
+from cloud.sync import apply_sync_batch
 
 MAX_DOWNLINK_WAIT_S = 30
 DOWNLINK_POLL_S = 0.5
@@ -195,7 +195,7 @@ def sync(
             status_code=status.HTTP_413_CONTENT_TOO_LARGE,
             detail=f"a batch holds at most {settings.max_sync_records} records; this one has {len(records)}",
         )
-    return crud.apply_sync_batch(
+    return apply_sync_batch(
         session, gateway=gateway, records=records, client_ip=ip, policy=settings.fault_policy()
     )
 
