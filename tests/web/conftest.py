@@ -3,16 +3,15 @@
 import os
 import shutil
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 from unittest import mock
 
 import pytest
 
 from simulator.stack import CloudServer
+from tests.web.helpers import ARTIFACTS, CHROMIUM, DESKTOP
 from tests.web.seed import PASSWORD, County, seed
 
-CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -21,12 +20,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / "test-artifacts" / "screenshots"
-DOCS = ROOT / "docs" / "screenshots"
-UPDATE_DOCS_ENV = "CLASSOPS_UPDATE_SCREENSHOTS"
-PHONE = {"width": 375, "height": 740}
-DESKTOP = {"width": 1280, "height": 860}
 
 
 @pytest.fixture(scope="session")
@@ -84,13 +77,3 @@ def signed_in(browser, county: County) -> Iterator[Callable[..., Any]]:
     yield open_as
     for context in contexts:
         context.close()
-
-
-def screenshot(page: Any, name: str) -> None:
-    """Save a full-page screenshot as a test artefact, and under docs/ when asked to refresh those."""
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    if os.environ.get(UPDATE_DOCS_ENV) == "1":
-        DOCS.mkdir(parents=True, exist_ok=True)
-        shutil.copy(path, DOCS / path.name)

@@ -9,7 +9,7 @@ import segno
 
 from cloud.web import i18n
 from simulator.stack import http_json
-from tests.web.conftest import CHROMIUM, PHONE, screenshot
+from tests.web.helpers import CHROMIUM, PHONE, screenshot
 from tests.web.seed import BOARD_A2, BOARD_B1, SCHOOL_A, SCHOOL_B, SENSOR_A1, County
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from tests.web.conftest import CHROMIUM, DESKTOP
+from tests.web.helpers import CHROMIUM, DESKTOP
 from tests.web.seed import BOARD_A2, PASSWORD, SCHOOL_A, County
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
