@@ -1,16 +1,11 @@
 """Fixtures of the cloud tests: an app on a throwaway SQLite (or PostgreSQL) database, and its people."""
 
-import secrets
 import shutil
-from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
@@ -22,19 +17,17 @@ from cloud.core.config import Settings
 from cloud.core.db import create_db_engine, upgrade_database
 from cloud.main import create_app
 from cloud.workorders import teams
-
-POSTGRES_HOST = "127.0.0.1"
-POSTGRES_PORT = 5432
-POSTGRES_USERS = ("postgres", "root")
-# Databases made ahead of the tests that will use them.
-AHEAD = 3
-PASSWORD = "correct-horse-battery"
-DEVICE_A = "esp32-aabbccddee01"
-DEVICE_B = "esp32-aabbccddee02"
-DEVICE_C = "esp32-aabbccddee03"
-BOOT = "0badf00d"
-TS = 1_767_225_600.0  # 2026-01-01T00:00:00Z
-CLI = crud.Actor.cli("test")
+from tests.cloud.helpers import (
+    CLI,
+    PASSWORD,
+    TS,
+    USERS,
+    Crew,
+    DatabasePool,
+    World,
+    postgres_user,
+    seed_places,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -43,80 +36,10 @@ def fast_bcrypt(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(security, "BCRYPT_ROUNDS", 4)
 
 
-def _connect(user: str) -> psycopg.Connection:
-    return psycopg.connect(
-        host=POSTGRES_HOST,
-        port=POSTGRES_PORT,
-        user=user,
-        dbname="postgres",
-        autocommit=True,
-        connect_timeout=3,
-    )
-
-
-def _postgres_user() -> str:
-    """A superuser name the local server lets in, or skip the test with the reason."""
-    errors = []
-    for user in POSTGRES_USERS:
-        try:
-            _connect(user).close()
-        except psycopg.OperationalError as exc:
-            errors.append(f"{user}: {exc}")
-            continue
-        return user
-    pytest.skip(f"no PostgreSQL server at {POSTGRES_HOST}:{POSTGRES_PORT} ({'; '.join(errors)})")
-
-
-class DatabasePool:
-    """Throwaway databases copied from a migrated template, made one ahead and dropped in the background,
-    so that a test waits for neither."""
-
-    def __init__(self, user: str, template: str | None) -> None:
-        self._user = user
-        self._template = template
-        self._workers = ThreadPoolExecutor(max_workers=AHEAD + 1, thread_name_prefix="pgpool")
-        self._ahead: deque[Future[str]] = deque()
-        self._drops: list[Future[None]] = []
-
-    def url(self, name: str) -> str:
-        return f"postgresql+psycopg://{self._user}@{POSTGRES_HOST}:{POSTGRES_PORT}/{name}"
-
-    def _create(self) -> str:
-        name = f"classops_test_{secrets.token_hex(6)}"
-        with _connect(self._user) as admin:
-            admin.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{self._template}"' if self._template else ""))
-            # A throwaway database need not wait for each commit to reach the disk.
-            admin.execute(f'ALTER DATABASE "{name}" SET synchronous_commit TO off')
-        return name
-
-    def _drop(self, name: str) -> None:
-        with _connect(self._user) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    def take(self) -> str:
-        """The name of a fresh database."""
-        future = self._ahead.popleft() if self._ahead else self._workers.submit(self._create)
-        while len(self._ahead) < AHEAD:
-            self._ahead.append(self._workers.submit(self._create))
-        return future.result()
-
-    def give_back(self, name: str) -> None:
-        """Drop a database once its test is done."""
-        self._drops.append(self._workers.submit(self._drop, name))
-
-    def close(self) -> None:
-        """Drop what is left and wait for every drop."""
-        while self._ahead:
-            self.give_back(self._ahead.popleft().result())
-        for drop in self._drops:
-            drop.result()
-        self._workers.shutdown(wait=True)
-
-
 @pytest.fixture(scope="session")
 def postgres_pool() -> Iterator[DatabasePool]:
     """Databases at the newest schema, copied from a template migrated once per run."""
-    user = _postgres_user()
+    user = postgres_user()
     template = DatabasePool(user, None)
     name = template.take()
     engine = create_db_engine(template.url(name))
@@ -136,7 +59,7 @@ def postgres_pool() -> Iterator[DatabasePool]:
 @pytest.fixture(scope="session")
 def postgres_empty_pool() -> Iterator[DatabasePool]:
     """Empty databases, for the migrations' own tests."""
-    pool = DatabasePool(_postgres_user(), None)
+    pool = DatabasePool(postgres_user(), None)
     try:
         yield pool
     finally:
@@ -227,37 +150,6 @@ def session(engine: Engine) -> Iterator[Session]:
         yield db_session
 
 
-@dataclass
-class World:
-    """Two schools of district d1, a gateway each, and one person of each kind, with bearer tokens."""
-
-    gateway_tokens: dict[str, str]
-    gateway_ids: dict[str, str]
-    user_tokens: dict[str, str]
-
-    def gateway(self, school: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.gateway_tokens[school]}"}
-
-    def user(self, name: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.user_tokens[name]}"}
-
-
-# (username, role, school, district); "county" has no district and so reaches every school.
-USERS = (
-    ("county", "county_admin", None, None),
-    ("admin1", "school_admin", "s1", None),
-    ("admin2", "school_admin", "s2", None),
-    ("tech", "technician", None, None),
-    ("auditor", "auditor", None, None),
-)
-
-
-def seed_places(session: Session) -> None:
-    """City c1 with district d1; schools s1 and s2 in d1."""
-    registry.create_city(session, actor=CLI, code="c1", name="City 1")
-    registry.create_district(session, actor=CLI, code="d1", city_code="c1", name="District 1")
-
-
 @pytest.fixture
 def world(client: TestClient, session: Session) -> World:
     """Schools s1 and s2 with gateways, and signed-in users."""
@@ -282,33 +174,6 @@ def world(client: TestClient, session: Session) -> World:
     return World(gateway_tokens=gateway_tokens, gateway_ids=gateway_ids, user_tokens=user_tokens)
 
 
-def record(
-    gseq: int,
-    kind: str,
-    device: str = DEVICE_A,
-    *,
-    boot: str | None = BOOT,
-    seq: int | None = None,
-    ts: float = TS,
-    **body: Any,
-) -> dict[str, Any]:
-    """A sync record as a gateway sends it."""
-    return {
-        "gseq": gseq,
-        "kind": kind,
-        "device": device,
-        "boot": boot,
-        "seq": gseq if seq is None and kind != "presence" and kind != "will" else seq,
-        "ts": ts,
-        "body": body,
-    }
-
-
-def tap(gseq: int, device: str = DEVICE_A, *, seq: int | None = None, card: str = "p-1", **kw) -> dict:
-    """An attendance record."""
-    return record(gseq, "attendance", device, seq=seq, card=card, hist=False, **kw)
-
-
 @pytest.fixture
 def sync(client: TestClient, world: World) -> Callable[..., Any]:
     """POST a batch as a school's gateway; return the response."""
@@ -321,17 +186,6 @@ def sync(client: TestClient, world: World) -> Callable[..., Any]:
         )
 
     return post
-
-
-@dataclass
-class Crew:
-    """Contractor team "Fixers" covering district d1 for every role: technicians tech and tech2, manager boss."""
-
-    team_id: int
-    tokens: dict[str, str]
-
-    def user(self, name: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.tokens[name]}"}
 
 
 @pytest.fixture

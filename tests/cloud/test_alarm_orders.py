@@ -10,7 +10,7 @@ from cloud import workorders
 from cloud.core.db import begin_write
 from cloud.crud import run_operations
 from cloud.models import AuditEntry, Gateway, User, WorkOrder, WorkOrderEvent
-from tests.cloud.conftest import DEVICE_A, DEVICE_B, DEVICE_C, TS, record
+from tests.cloud.helpers import DEVICE_A, DEVICE_B, DEVICE_C, TS, record
 
 T0 = datetime.fromtimestamp(TS, UTC)
 POLICY = workorders.FaultPolicy()

@@ -24,7 +24,7 @@ from cloud import crud, registry
 from cloud.core import security
 from cloud.core.db import create_db_engine
 from simulator.stack import CloudServer, http_json
-from tests.cloud.conftest import CLI, PASSWORD, record, seed_places, tap
+from tests.cloud.helpers import CLI, PASSWORD, record, seed_places, tap
 
 # Fixed: the same cases every run, so that a failure reproduces and the time taken stays the same.
 SEED = 20261206

@@ -3,7 +3,7 @@
 import pytest
 
 from cloud import crud, registry
-from tests.cloud.conftest import CLI, DEVICE_A, DEVICE_B, TS, tap
+from tests.cloud.helpers import CLI, DEVICE_A, DEVICE_B, TS, tap
 
 API = "/api/v1"
 # TS is 2026-01-01T00:00Z, which is 08:00 on 1 January in Asia/Shanghai.

@@ -7,7 +7,7 @@ from sqlmodel import Session, select
 
 from cloud import crud, registry
 from cloud.models import AuditEntry
-from tests.cloud.conftest import CLI, DEVICE_A, PASSWORD, tap
+from tests.cloud.helpers import CLI, DEVICE_A, PASSWORD, tap
 
 API = "/api/v1"
 

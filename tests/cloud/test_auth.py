@@ -7,7 +7,7 @@ from sqlmodel import Session
 from cloud import crud
 from cloud.core.security import hash_token
 from cloud.models import AuthToken, Gateway, utcnow
-from tests.cloud.conftest import CLI, PASSWORD
+from tests.cloud.helpers import CLI, PASSWORD
 
 
 def _login(client, username: str, password: str = PASSWORD):

@@ -27,7 +27,7 @@ from cloud.core.config import Settings
 from cloud.main import create_app
 from cloud.models import Role
 from cloud.workorders import teams
-from tests.cloud.conftest import PASSWORD, TS, DatabasePool, tap
+from tests.cloud.helpers import PASSWORD, TS, DatabasePool, tap
 
 API = "/api/v1"
 CLI = crud.Actor.cli("matrix")

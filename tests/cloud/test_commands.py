@@ -12,7 +12,7 @@ from sqlmodel import select
 
 from cloud.crud import run_operations
 from cloud.models import Command, utcnow
-from tests.cloud.conftest import DEVICE_A, DEVICE_B, DEVICE_C, record
+from tests.cloud.helpers import DEVICE_A, DEVICE_B, DEVICE_C, record
 
 API = "/api/v1"
 

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, col, select
 
 from cloud.models import WorkOrder, utcnow
-from tests.cloud.conftest import DEVICE_A, Crew, World, record
+from tests.cloud.helpers import DEVICE_A, Crew, World, record
 
 API = "/api/v1"
 WEB = Path(__file__).resolve().parents[2] / "cloud" / "web"

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from cloud.api.responses import REQUEST_ID_HEADER
 from cloud.core.config import Settings
 from cloud.main import create_app
-from tests.cloud.conftest import DEVICE_A, World, record
+from tests.cloud.helpers import DEVICE_A, World, record
 
 API = "/api/v1"
 FUTURE_END = "9999-12-31T23:59:59-12:00"

@@ -15,7 +15,7 @@ from cloud import workorders
 from cloud.crud import run_operations
 from cloud.models import WebhookDelivery
 from cloud.notify import WebhookPolicy
-from tests.cloud.conftest import CLI, DEVICE_A, record
+from tests.cloud.helpers import CLI, DEVICE_A, record
 
 API = "/api/v1"
 MONDAY = date(2026, 1, 5)

@@ -30,7 +30,7 @@ from cloud.models import (
     User,
 )
 from cloud.workorders import teams
-from tests.cloud.conftest import CLI
+from tests.cloud.helpers import CLI
 
 START = date(2026, 1, 5)  # a Monday
 RETENTION = {"sample_retention": timedelta(days=31), "rollup_retention": timedelta(days=400)}

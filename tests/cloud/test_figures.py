@@ -22,7 +22,7 @@ import pytest
 from openpyxl import load_workbook
 
 from cloud import registry, workorders
-from tests.cloud.conftest import CLI, DEVICE_A, DEVICE_B, DEVICE_C, record
+from tests.cloud.helpers import CLI, DEVICE_A, DEVICE_B, DEVICE_C, record
 
 API = "/api/v1"
 DAY = date(2026, 1, 5)

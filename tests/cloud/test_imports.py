@@ -12,7 +12,7 @@ from sqlmodel import Session, select
 from cloud import cli, crud, registry
 from cloud.core.db import create_db_engine
 from cloud.models import AuditEntry, Device
-from tests.cloud.conftest import CLI, DEVICE_A, DEVICE_B, DEVICE_C
+from tests.cloud.helpers import CLI, DEVICE_A, DEVICE_B, DEVICE_C
 
 API = "/api/v1/imports/devices"
 HEADER = "Device ID,School,Building,Classroom,Model,Vendor,Serial,Asset Tag,Purchase Date,Warranty End,Firmware\n"

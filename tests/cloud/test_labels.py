@@ -5,7 +5,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from cloud.core.config import Settings
-from tests.cloud.conftest import DEVICE_A, DEVICE_C
+from tests.cloud.helpers import DEVICE_A, DEVICE_C
 
 API = "/api/v1"
 

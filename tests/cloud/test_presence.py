@@ -7,7 +7,7 @@ from sqlmodel import Session
 
 from cloud import crud, registry
 from cloud.models import Device, Gateway, utcnow
-from tests.cloud.conftest import DEVICE_A, DEVICE_C, record
+from tests.cloud.helpers import DEVICE_A, DEVICE_C, record
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -3,7 +3,7 @@
 import pytest
 
 from cloud import crud, registry
-from tests.cloud.conftest import CLI, DEVICE_A, DEVICE_C, PASSWORD, tap
+from tests.cloud.helpers import CLI, DEVICE_A, DEVICE_C, PASSWORD, tap
 
 API = "/api/v1"
 

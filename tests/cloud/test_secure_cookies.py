@@ -5,7 +5,7 @@ import re
 import pytest
 
 from cloud.core.config import Settings
-from tests.cloud.conftest import PASSWORD
+from tests.cloud.helpers import PASSWORD
 
 
 @pytest.fixture(params=["https://ops.county.example", "http://127.0.0.1:8000"])

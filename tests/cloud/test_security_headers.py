@@ -12,7 +12,7 @@ from cloud.api.deps import client_ip
 from cloud.core.config import Settings
 from cloud.main import create_app
 from cloud.models import AuditEntry
-from tests.cloud.conftest import PASSWORD
+from tests.cloud.helpers import PASSWORD
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "cloud" / "web" / "templates"
 PROXY = "10.1.2.3"

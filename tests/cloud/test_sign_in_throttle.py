@@ -14,7 +14,7 @@ from cloud import crud
 from cloud.core import security
 from cloud.crud.signin import DEFAULT_SIGN_IN_POLICY
 from cloud.models import AuditEntry, SignInThrottle, utcnow
-from tests.cloud.conftest import PASSWORD
+from tests.cloud.helpers import PASSWORD
 
 API = "/api/v1"
 GUESSER = "198.51.100.7"

@@ -4,7 +4,7 @@ import pytest
 
 from cloud.api.ratelimit import TokenBuckets
 from cloud.core.config import Settings
-from tests.cloud.conftest import tap
+from tests.cloud.helpers import tap
 
 
 @pytest.fixture

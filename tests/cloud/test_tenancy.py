@@ -7,7 +7,7 @@ from sqlmodel import Session
 
 from cloud import crud, registry
 from cloud.errors import AccessDenied, NotFound
-from tests.cloud.conftest import DEVICE_A, DEVICE_B, DEVICE_C, TS, tap
+from tests.cloud.helpers import DEVICE_A, DEVICE_B, DEVICE_C, TS, tap
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from cloud.crud import Actor
 from cloud.main import create_app
 from cloud.models import User
 from cloud.workorders import teams
-from tests.cloud.conftest import CLI, DEVICE_A, DEVICE_B, PASSWORD, DatabasePool, record, seed_places
+from tests.cloud.helpers import CLI, DEVICE_A, DEVICE_B, PASSWORD, DatabasePool, record, seed_places
 
 API = "/api/v1"
 ZONE = ZoneInfo("Asia/Shanghai")
