@@ -35,7 +35,7 @@ def _online_hours(
     if not hours:
         return {}
     device = Device.__table__
-    hourly, sample = HealthHourly.__table__, HealthSample.__table__
+    hourly = HealthHourly.__table__
     rolled_up = (
         sql_select(device.c.school_code, func.count())
         .select_from(hourly.join(device, device.c.id == hourly.c.device_id))
@@ -47,22 +47,7 @@ def _online_hours(
         .group_by(device.c.school_code)
     )
     counts = {code: int(row[0]) for code, row in per_school(session, rolled_up).items()}
-    pending = (
-        sql_select(sample.c.device_id, sample.c.hour)
-        .where(
-            one_of(session, sample.c.hour, hours),
-            *_hours_between(sample.c.hour, hours),
-            ~exists().where(hourly.c.device_id == sample.c.device_id, hourly.c.hour == sample.c.hour),
-        )
-        .distinct()
-        .subquery()
-    )
-    samples = (
-        sql_select(device.c.school_code, func.count())
-        .select_from(pending.join(device, device.c.id == pending.c.device_id))
-        .where(*device_filter(session, codes, roles, device, every))
-        .group_by(device.c.school_code)
-    )
+    samples = _unrolled_per_school(session, codes, roles, hours, every, [])
     for code, row in per_school(session, samples).items():
         counts[code] = counts.get(code, 0) + int(row[0])
     return counts
@@ -117,8 +102,23 @@ def _online_pending(
     if not hours or not codes:
         return {}
     mark = session.get(MaintenanceMark, ROLLUP_MARK)
-    device, hourly, sample = Device.__table__, HealthHourly.__table__, HealthSample.__table__
+    sample = HealthSample.__table__
     received = [] if mark is None or mark.received_mark is None else [sample.c.received_at >= mark.received_mark]
+    statement = _unrolled_per_school(session, codes, roles, hours, every, received)
+    return {code: int(row[0]) for code, row in per_school(session, statement).items()}
+
+
+def _unrolled_per_school(
+    session: Session,
+    codes: Sequence[str],
+    roles: frozenset[str] | None,
+    hours: Sequence[datetime],
+    every: bool,
+    received: list[Any],
+) -> Any:
+    """Per school, a count of the (device, service hour) pairs with samples but no hourly roll-up yet;
+    `received` narrows the samples (e.g. to those after the last roll-up run)."""
+    device, hourly, sample = Device.__table__, HealthHourly.__table__, HealthSample.__table__
     pending = (
         sql_select(sample.c.device_id, sample.c.hour)
         .where(
@@ -130,13 +130,12 @@ def _online_pending(
         .distinct()
         .subquery()
     )
-    statement = (
+    return (
         sql_select(device.c.school_code, func.count())
         .select_from(pending.join(device, device.c.id == pending.c.device_id))
         .where(*device_filter(session, codes, roles, device, every))
         .group_by(device.c.school_code)
     )
-    return {code: int(row[0]) for code, row in per_school(session, statement).items()}
 
 
 def online_counts(
